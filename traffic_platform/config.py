@@ -1,0 +1,197 @@
+"""One settings object, read from ``TRAFFIC_*`` environment variables.
+
+It alone decides the platform's home (laptop or AWS): a database URL, an
+object-store URI, a detector spec. Nothing else branches on "local vs AWS".
+Invalid values fail at start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .domain.detections import ClassThresholds
+from .domain.errors import ConfigurationError
+from .domain.timezones import validate_zone
+
+PREFIX = "TRAFFIC_"
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits of the distortion gate. Defaults are justified on real photos in the README."""
+
+    min_width: int = 160  # below this, road users are a few pixels tall
+    min_height: int = 120
+    min_sharpness: float = 15.0  # variance of the Laplacian on a 512-px grey copy
+    min_brightness: float = 25.0  # mean grey level 0..255 (night frames with lights ~40)
+    max_brightness: float = 235.0
+    min_contrast: float = 12.0  # grey-level standard deviation
+    max_clipped_share: float = 0.5  # share of pixels at 0-2 or 253-255
+    max_uniform_share: float = 0.9  # share of pixels at the single most common grey level
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable, with defaults that run on a laptop without services."""
+
+    home: Path = Path("var")
+    database_url: str = ""
+    object_store_uri: str = ""
+    s3_endpoint_url: str | None = None
+    s3_region: str = "eu-west-1"
+    s3_sse: str | None = None  # "AES256" or "aws:kms"
+    s3_kms_key_id: str | None = None
+    detector: str = "local:PekingU/rtdetr_v2_r18vd"
+    detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8
+    detector_threads: int = 0  # 0: all cores
+    detector_batch_size: int = 4
+    model_cache_dir: Path | None = None
+    thresholds: ClassThresholds = field(default_factory=ClassThresholds)
+    max_upload_bytes: int = 25 * 1024 * 1024
+    max_pixels: int = 50_000_000  # PIL's own bomb limit is ~89 MP; 50 MP = 8K with margin
+    quality: QualityThresholds = field(default_factory=QualityThresholds)
+    timezones: Mapping[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    spool_dir: Path | None = None
+    persist_max_attempts: int = 8
+    queue_url: str | None = None  # SQS queue for the AWS hand-off
+    sagemaker_timeout_s: float = 10.0
+    log_json: bool = False
+
+    def __post_init__(self) -> None:
+        home = Path(self.home)
+        object.__setattr__(self, "home", home)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", f"sqlite:///{(home / 'traffic.db').resolve()}")
+        if not self.object_store_uri:
+            object.__setattr__(self, "object_store_uri", (home / "objects").resolve().as_uri())
+        if self.spool_dir is None:
+            object.__setattr__(self, "spool_dir", home / "spool")
+        if self.model_cache_dir is None:
+            object.__setattr__(self, "model_cache_dir", home / "models")
+
+    @property
+    def threads(self) -> int:
+        return self.detector_threads or os.cpu_count() or 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``TRAFFIC_*`` variables; raise :class:`ConfigurationError` naming the bad one."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name in ("thresholds", "quality", "timezones"):
+                continue
+            var = PREFIX + f.name.upper()
+            if var in env and env[var] != "":
+                values[f.name] = _parse(var, env[var], _PARSERS.get(f.name, str))
+        values["thresholds"] = _parse_thresholds(env)
+        values["quality"] = _parse_quality(env)
+        values["timezones"] = _parse(PREFIX + "TIMEZONES", env.get(PREFIX + "TIMEZONES", ""), _mapping_of_zones)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Cross-field checks; every message names the variable to fix."""
+        if not self.database_url.startswith(("sqlite:", "mysql", "mariadb")):
+            raise ConfigurationError(f"{PREFIX}DATABASE_URL must be a sqlite:/// or mysql+pymysql:// URL, got {self.database_url!r}.")
+        if not self.object_store_uri.startswith(("file://", "s3://")):
+            raise ConfigurationError(f"{PREFIX}OBJECT_STORE_URI must start with file:// or s3://, got {self.object_store_uri!r}.")
+        kind = self.detector.split(":", 1)[0]
+        if ":" not in self.detector or kind not in ("local", "onnx", "sagemaker"):
+            raise ConfigurationError(
+                f"{PREFIX}DETECTOR must be local:<model id or path>, onnx:<path> or sagemaker:<endpoint>, got {self.detector!r}."
+            )
+        if self.detector_runtime not in ("auto", "torch", "torch-bf16", "onnx", "onnx-int8"):
+            raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be auto, torch, torch-bf16, onnx or onnx-int8, got {self.detector_runtime!r}.")
+        if self.s3_sse not in (None, "AES256", "aws:kms"):
+            raise ConfigurationError(f"{PREFIX}S3_SSE must be AES256 or aws:kms, got {self.s3_sse!r}.")
+        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
+        if self.detector_threads < 0:
+            raise ConfigurationError(f"{PREFIX}DETECTOR_THREADS must be 0 (all cores) or positive.")
+
+
+def _parse(var: str, raw: str, parser: Callable[[str], Any]) -> Any:
+    try:
+        return parser(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigurationError(f"{var}={raw!r} is invalid: {exc}", details={"variable": var}) from None
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _score(raw: str) -> float:
+    value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError("a score threshold must be within [0, 1]")
+    return value
+
+
+def _pairs(raw: str) -> list[tuple[str, str]]:
+    """``"a=1, b=2"`` (or ``;``-separated) -> ``[("a", "1"), ("b", "2")]``."""
+    out = []
+    for item in raw.replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected key=value pairs, got {item.strip()!r}")
+        out.append((key.strip(), value.strip()))
+    return out
+
+
+def _mapping_of_zones(raw: str) -> dict[str, str]:
+    return {key: validate_zone(zone) for key, zone in _pairs(raw)}
+
+
+def _parse_thresholds(env: Mapping[str, str]) -> ClassThresholds:
+    from .domain.classes import TRAFFIC_CLASSES
+
+    default = _parse(PREFIX + "SCORE_THRESHOLD", env.get(PREFIX + "SCORE_THRESHOLD", "0.5"), _score)
+    per_class: dict[str, float] = {}
+    var = PREFIX + "CLASS_THRESHOLDS"
+    for cls_name, value in _parse(var, env.get(var, ""), _pairs):
+        if cls_name not in TRAFFIC_CLASSES:
+            raise ConfigurationError(f"{var}: {cls_name!r} is not one of {', '.join(TRAFFIC_CLASSES)}.", details={"variable": var})
+        per_class[cls_name] = _parse(var, value, _score)
+    return ClassThresholds(default=default, per_class=per_class)
+
+
+def _parse_quality(env: Mapping[str, str]) -> QualityThresholds:
+    values: dict[str, Any] = {}
+    for f in fields(QualityThresholds):
+        var = f"{PREFIX}QUALITY_{f.name.upper()}"
+        if env.get(var):
+            values[f.name] = _parse(var, env[var], int if f.type in ("int", int) else float)
+    return QualityThresholds(**values)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "home": Path,
+    "model_cache_dir": Path,
+    "spool_dir": Path,
+    "detector_threads": int,
+    "detector_batch_size": int,
+    "max_upload_bytes": int,
+    "max_pixels": int,
+    "http_port": int,
+    "persist_max_attempts": int,
+    "sagemaker_timeout_s": float,
+    "log_json": _bool,
+}

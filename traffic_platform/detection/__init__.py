@@ -1,0 +1,1 @@
+"""Detectors (in-process transformers, ONNX end-to-end graphs, SageMaker endpoints) and annotation."""
