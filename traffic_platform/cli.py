@@ -1,0 +1,191 @@
+"""The `traffic-platform` command: one entry point for operators and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .domain.errors import TrafficPlatformError
+
+
+def _settings():
+    from .config import Settings
+
+    return Settings.from_env()
+
+
+def cmd_parse_name(args: argparse.Namespace) -> int:
+    from .domain.metadata import parse_file_name
+
+    try:
+        print(json.dumps(parse_file_name(args.name).to_dict(), ensure_ascii=False, indent=2))
+    except TrafficPlatformError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from .storage.database import current_revision, make_engine, upgrade
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine, args.revision)
+    print(f"database at revision {current_revision(engine)} ({engine.url.render_as_string(hide_password=True)})")
+    return 0
+
+
+def cmd_db_ddl(args: argparse.Namespace) -> int:
+    from .storage.database import render_mysql_ddl
+
+    print(render_mysql_ddl())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .ingest.local import LocalPlatform
+
+    settings = _settings()
+    host = args.host or settings.http_host
+    port = args.port if args.port is not None else settings.http_port
+    with LocalPlatform(settings, run_worker=not args.no_worker) as platform:
+        server = platform.http_server(host, port)
+        print(f"traffic-platform serving on {server.url} (POST /v1/images, GET /readyz)", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        server.start()
+        stop.wait()
+        server.stop()
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .ingest.local import LocalPlatform
+
+    with LocalPlatform(_settings(), run_worker=True, load_detector=False) as platform:
+        print(f"worker draining {platform.spool.root}", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        if args.once:
+            platform.worker.drain(timeout=args.timeout)
+        else:
+            stop.wait()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from .ingest.bulk import ingest_paths
+
+    summary = ingest_paths([Path(p) for p in args.paths], settings=_settings(), wait=not args.no_wait, progress=not args.quiet)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["accepted"] + summary["distorted"] > 0 or not summary["files"] else 1
+
+
+def cmd_spool(args: argparse.Namespace) -> int:
+    from .ingest.spool import Spool
+
+    spool = Spool(_settings().spool_dir)
+    if args.action == "replay-dead":
+        print(f"moved {spool.replay_dead()} dead-lettered job(s) back to pending")
+    else:
+        print(json.dumps({"pending": spool.depth(), "dead": spool.dead_count(), "root": str(spool.root)}))
+    return 0
+
+
+def cmd_model_export(args: argparse.Namespace) -> int:
+    from .detection.onnx_export import export_onnx
+
+    out = export_onnx(args.model, Path(args.out), int8=args.int8, opset=args.opset)
+    print(f"exported {args.model} -> {out}")
+    return 0
+
+
+def cmd_model_serve(args: argparse.Namespace) -> int:
+    from .detection.model_server import serve
+
+    serve(args.model_dir, args.host, args.port)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(images=Path(args.images) if args.images else None, count=args.count)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="traffic-platform", description="Traffic-monitoring data platform. Settings come from TRAFFIC_* variables (see README).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("parse-name", help="parse a capture file name and print its metadata as JSON")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_parse_name)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    p = db.add_parser("upgrade", help="apply migrations (TRAFFIC_DATABASE_URL)")
+    p.add_argument("revision", nargs="?", default="head")
+    p.set_defaults(func=cmd_db_upgrade)
+    db.add_parser("ddl", help="print the MySQL DDL the migrations produce").set_defaults(func=cmd_db_ddl)
+
+    p = sub.add_parser("serve", help="run the local HTTP API with its persistence worker")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--no-worker", action="store_true", help="do not drain the spool in this process")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("worker", help="drain the local spool into the database and object store")
+    p.add_argument("--once", action="store_true", help="drain what is there, then exit")
+    p.add_argument("--timeout", type=float, default=300.0)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("ingest", help="ingest image files or directories through the ingest service")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--no-wait", action="store_true", help="do not wait for persistence to finish")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("spool", help="inspect the local spool or replay its dead letters")
+    p.add_argument("action", choices=["status", "replay-dead"])
+    p.set_defaults(func=cmd_spool)
+
+    model = sub.add_parser("model", help="detector models").add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    p = model.add_parser("export", help="export a transformers detector to ONNX")
+    p.add_argument("model", help="hub id, local directory or s3:// artifact")
+    p.add_argument("--out", required=True)
+    p.add_argument("--int8", action="store_true", help="also write an int8 dynamically quantised copy")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=cmd_model_export)
+    p = model.add_parser("serve", help="serve a model with the SageMaker container contract (/ping, /invocations)")
+    p.add_argument("model_dir")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8081)
+    p.set_defaults(func=cmd_model_serve)
+
+    p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
+    p.add_argument("--images", help="directory of images (default: generated street scenes)")
+    p.add_argument("--count", type=int, default=24)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else os.environ.get("TRAFFIC_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except TrafficPlatformError as exc:
+        print(f"{exc.code}: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""The HTTP API as plain request -> response functions, shared by the local server and Lambda.
+
+    POST /v1/images                  raw body + ?filename=, or multipart field "image"
+    GET  /v1/captures/{id}           status (pending/stored/distorted/failed), metadata, counts
+    GET  /v1/captures/{id}/image     the stored image
+    GET  /v1/captures/{id}/annotated the annotated copy
+    GET  /healthz  /readyz  /metrics
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+from ..domain.errors import BadRequest, Forbidden, NotFound, TrafficPlatformError, Unauthorized
+from .metrics import Metrics
+from .service import IngestService
+
+log = logging.getLogger("traffic_platform.api")
+_CAPTURE = re.compile(r"^/v1/captures/([0-9a-f]{32})(/image|/annotated)?$")
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    body: bytes = b""
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any) -> Response:
+        return cls(status, json.dumps(payload, ensure_ascii=False).encode())
+
+    @classmethod
+    def error(cls, exc: TrafficPlatformError) -> Response:
+        return cls.json(exc.http_status, exc.to_dict())
+
+
+class CaptureLookup:
+    """Reads a capture's state; the local platform backs it with the database, store and spool."""
+
+    def status(self, capture_id: str) -> dict[str, Any]:  # pragma: no cover - interface
+        raise NotFound(f"No capture {capture_id}.")
+
+    def image(self, capture_id: str, annotated: bool) -> tuple[bytes, str]:  # pragma: no cover - interface
+        raise NotFound(f"No capture {capture_id}.")
+
+
+class Api:
+    """Routes requests to the ingest service and the capture lookup; renders every error as JSON."""
+
+    def __init__(
+        self,
+        service: IngestService,
+        *,
+        lookup: CaptureLookup | None = None,
+        readiness: Mapping[str, Callable[[], object]] | None = None,
+        metrics: Metrics | None = None,
+        api_key: str | None = None,
+    ):
+        self.service = service
+        self.lookup = lookup or CaptureLookup()
+        self.readiness = dict(readiness or {})
+        self.metrics = metrics or Metrics()
+        self.api_key = api_key
+
+    def handle(self, req: Request) -> Response:
+        started = time.perf_counter()
+        route = "other"
+        try:
+            route, response = self._route(req)
+            code = "ok"
+        except TrafficPlatformError as exc:
+            response, code = Response.error(exc), exc.code
+        except Exception:
+            log.exception("unhandled error on %s %s", req.method, req.path)
+            response = Response.json(500, {"error": {"code": "internal_error", "message": "Unexpected server error; it was logged."}})
+            code = "internal_error"
+        self.metrics.observe(route, response.status, code, (time.perf_counter() - started) * 1e3)
+        return response
+
+    def _route(self, req: Request) -> tuple[str, Response]:
+        path = req.path.rstrip("/") or "/"
+        if path == "/healthz":
+            return "healthz", Response.json(200, {"status": "ok"})
+        if path == "/readyz":
+            return "readyz", self._ready()
+        if path == "/metrics":
+            return "metrics", Response(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
+        self._authorise(req)
+        if path == "/v1/images":
+            if req.method != "POST":
+                return "images", self._not_allowed("POST")
+            return "images", self._post_image(req)
+        match = _CAPTURE.match(path)
+        if match:
+            if req.method != "GET":
+                return "captures", self._not_allowed("GET")
+            capture_id, sub = match.groups()
+            if sub:
+                data, content_type = self.lookup.image(capture_id, annotated=sub == "/annotated")
+                return "capture_image", Response(200, data, content_type)
+            return "captures", Response.json(200, self.lookup.status(capture_id))
+        if path.startswith("/v1/captures/"):
+            raise NotFound("A capture id is 32 lower-case hex characters, as returned by POST /v1/images.")
+        raise NotFound(f"No route {req.method} {path}. See /v1/images and /v1/captures/{{id}}.")
+
+    @staticmethod
+    def _not_allowed(allowed: str) -> Response:
+        body = {"error": {"code": "method_not_allowed", "message": f"Use {allowed} on this path."}}
+        return Response(405, json.dumps(body).encode(), headers={"Allow": allowed})
+
+    def _authorise(self, req: Request) -> None:
+        if not self.api_key:
+            return
+        given = req.headers.get("x-api-key")
+        if not given:
+            raise Unauthorized("Send your API key in the x-api-key header.")
+        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+            raise Forbidden("The API key in x-api-key is not valid.")
+
+    def _post_image(self, req: Request) -> Response:
+        file_name, data, content_type = read_upload(req)
+        result = self.service.ingest(file_name, data, content_type)
+        return Response.json(201, result.to_dict())
+
+    def _ready(self) -> Response:
+        checks: dict[str, Any] = {}
+        ok = True
+        for name, probe in self.readiness.items():
+            try:
+                detail = probe()
+                checks[name] = {"ok": True, **(detail if isinstance(detail, dict) else {})}
+            except Exception as exc:
+                ok = False
+                checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        return Response.json(200 if ok else 503, {"ready": ok, "checks": checks})
+
+
+def read_upload(req: Request) -> tuple[str, bytes, str | None]:
+    """(file name, bytes, content type) from a raw-body or multipart/form-data upload."""
+    content_type = req.headers.get("content-type", "")
+    file_name = req.query.get("filename") or req.headers.get("x-filename")
+    if content_type.lower().startswith("multipart/form-data"):
+        message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + req.body)
+        if not message.is_multipart():
+            raise BadRequest("The multipart body could not be parsed; check its boundary.", code="bad_multipart")
+        for part in message.iter_parts():
+            if part.get_param("name", header="content-disposition") == "image":
+                data = part.get_payload(decode=True) or b""
+                return file_name or part.get_filename() or "", data, part.get_content_type()
+        raise BadRequest("The multipart body has no field named 'image'.", code="missing_image_field")
+    if not file_name:
+        raise BadRequest("Say the file name: ?filename=<address>_<city>_<country>_<DD-MM-YYYY>_<HH-MM-SS>.jpg", code="missing_file_name")
+    return file_name, req.body, content_type.split(";")[0].strip() or None

@@ -1,0 +1,46 @@
+"""The AWS hand-off: one SQS message per capture job (the image goes to S3 first when too big).
+
+The message is sent (and acknowledged by SQS, which stores it redundantly) before the
+caller is answered; the persist Lambda consumes it. Failures are retried by SQS and
+end in the dead-letter queue configured on the queue (redrive policy).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from .jobs import CaptureJob
+
+# SQS allows 256 KiB per message; keep room for the header and base64's 4/3 growth.
+INLINE_LIMIT = 150 * 1024
+INCOMING_PREFIX = "incoming/"
+
+
+class SqsHandoff:
+    """Submits jobs to an SQS queue; large images are staged in the object store under ``incoming/``."""
+
+    def __init__(self, sqs_client: Any, queue_url: str, store: Any, *, inline_limit: int = INLINE_LIMIT):
+        self.sqs = sqs_client
+        self.queue_url = queue_url
+        self.store = store
+        self.inline_limit = inline_limit
+
+    def submit(self, job: CaptureJob) -> None:
+        body: dict[str, Any] = {"job": job.header()}
+        if len(job.image) <= self.inline_limit:
+            body["image_b64"] = base64.b64encode(job.image).decode()
+        else:
+            key = f"{INCOMING_PREFIX}{job.capture_id}.{job.metadata.extension}"
+            self.store.put(key, job.image, job.content_type)
+            body["image_key"] = key
+        self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body, ensure_ascii=False))
+
+
+def job_from_message(body: str, store: Any) -> tuple[CaptureJob, str | None]:
+    """Rebuild the job of one SQS message; also return the staged key to delete once stored."""
+    message = json.loads(body)
+    staged = message.get("image_key")
+    image = store.get(staged) if staged else base64.b64decode(message["image_b64"])
+    return CaptureJob.from_header(message["job"], image), staged

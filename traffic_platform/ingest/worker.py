@@ -1,0 +1,135 @@
+"""The local async worker: drains the spool into storage with retries, back-off and a dead letter."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+
+from .jobs import CaptureJob
+from .spool import Spool
+
+log = logging.getLogger(__name__)
+
+
+def backoff_delay(attempt: int, base: float = 0.5, cap: float = 60.0) -> float:
+    """Exponential back-off with full jitter: attempt 1 -> up to ``base``, doubling up to ``cap``."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+class SpoolWorker:
+    """Persists spooled jobs; one worker per spool directory (an exclusive file lock guards it)."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        persist: Callable[[CaptureJob], object],
+        *,
+        max_attempts: int = 8,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+        on_persisted: Callable[[CaptureJob], None] | None = None,
+    ):
+        self.spool = spool
+        self.persist = persist
+        self.max_attempts = max_attempts
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.on_persisted = on_persisted
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock_file = None
+        self.persisted = 0
+        self.failures = 0
+        self.dead_lettered = 0
+
+    # -- lifecycle --------------------------------------------------------------------
+    def acquire(self) -> None:
+        """Take the spool's worker lock (raises BlockingIOError if another worker has it)."""
+        self._lock_file = open(self.spool.root / "worker.lock", "w")  # noqa: SIM115
+        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self.spool.clean_tmp()
+
+    def release(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    def start(self, poll_interval: float = 0.25) -> None:
+        self.acquire()
+        self._thread = threading.Thread(target=self.run_forever, args=(poll_interval,), name="spool-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.release()
+
+    def notify(self) -> None:
+        """Wake the worker now (a job was just submitted)."""
+        self._wake.set()
+
+    def run_forever(self, poll_interval: float = 0.25) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception:  # the loop itself must never die
+                log.exception("spool worker iteration failed")
+            self._wake.wait(poll_interval)
+            self._wake.clear()
+
+    # -- work ---------------------------------------------------------------------------
+    def run_once(self) -> int:
+        """Try every due job once; return how many were persisted."""
+        done = 0
+        for capture_id in list(self.spool.ready()):
+            if self._stop.is_set():
+                break
+            done += self._process(capture_id)
+        return done
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Process until the spool is empty or ``timeout`` passes (tests, CLI ingest)."""
+        deadline = time.monotonic() + timeout
+        while self.spool.depth() and time.monotonic() < deadline:
+            if not self.run_once():
+                time.sleep(0.05)
+        return self.spool.depth() == 0
+
+    def _process(self, capture_id: str) -> int:
+        try:
+            job = self.spool.load(capture_id)
+        except FileNotFoundError:
+            return 0
+        except ValueError as exc:  # corrupt file: nothing a retry can fix
+            self.spool.dead_letter(capture_id, f"unreadable job: {exc}")
+            self.dead_lettered += 1
+            return 0
+        try:
+            self.persist(job)
+        except Exception as exc:
+            self.failures += 1
+            reason = f"{type(exc).__name__}: {exc}"[:2000]
+            attempt = self.spool.attempts(capture_id).get("count", 0) + 1
+            if attempt >= self.max_attempts:
+                log.error("capture %s dead-lettered after %d attempts: %s", capture_id, attempt, reason)
+                self.spool.record_failure(capture_id, reason, 0)
+                self.spool.dead_letter(capture_id, reason)
+                self.dead_lettered += 1
+            else:
+                delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
+                log.warning("capture %s attempt %d failed (%s); retry in %.2fs", capture_id, attempt, reason, delay)
+                self.spool.record_failure(capture_id, reason, time.time() + delay)
+            return 0
+        self.spool.done(capture_id)
+        self.persisted += 1
+        if self.on_persisted:
+            self.on_persisted(job)
+        return 1

@@ -1,0 +1,67 @@
+from pathlib import Path
+
+import pytest
+
+from traffic_platform.config import Settings
+from traffic_platform.domain.errors import ConfigurationError
+
+
+def test_defaults_run_without_services(tmp_path):
+    s = Settings.from_env({"TRAFFIC_HOME": str(tmp_path)})
+    assert s.database_url == f"sqlite:///{(tmp_path / 'traffic.db').resolve()}"
+    assert s.object_store_uri == (tmp_path / "objects").resolve().as_uri()
+    assert s.spool_dir == Path(tmp_path) / "spool"
+    assert s.thresholds.default == 0.5
+    assert s.threads >= 1
+
+
+def test_values_are_parsed():
+    s = Settings.from_env(
+        {
+            "TRAFFIC_DATABASE_URL": "mysql+pymysql://u:p@db:3306/traffic",
+            "TRAFFIC_OBJECT_STORE_URI": "s3://bucket/prefix",
+            "TRAFFIC_S3_ENDPOINT_URL": "http://127.0.0.1:5000",
+            "TRAFFIC_S3_SSE": "aws:kms",
+            "TRAFFIC_DETECTOR": "sagemaker:traffic-detector",
+            "TRAFFIC_DETECTOR_THREADS": "3",
+            "TRAFFIC_MAX_UPLOAD_BYTES": "1000",
+            "TRAFFIC_SCORE_THRESHOLD": "0.4",
+            "TRAFFIC_CLASS_THRESHOLDS": "person=0.6; bicycle=0.3",
+            "TRAFFIC_QUALITY_MIN_SHARPNESS": "42.5",
+            "TRAFFIC_QUALITY_MIN_WIDTH": "320",
+            "TRAFFIC_TIMEZONES": "Leuven/Belgium=Europe/Brussels, Japan=Asia/Tokyo",
+            "TRAFFIC_LOG_JSON": "true",
+        }
+    )
+    assert s.database_url.startswith("mysql+pymysql://")
+    assert s.threads == 3 and s.max_upload_bytes == 1000
+    assert s.thresholds.for_class("person") == 0.6 and s.thresholds.for_class("car") == 0.4
+    assert s.quality.min_sharpness == 42.5 and s.quality.min_width == 320
+    assert s.timezones == {"Leuven/Belgium": "Europe/Brussels", "Japan": "Asia/Tokyo"}
+    assert s.log_json is True
+
+
+@pytest.mark.parametrize(
+    "var, value",
+    [
+        ("TRAFFIC_DATABASE_URL", "postgres://x"),
+        ("TRAFFIC_OBJECT_STORE_URI", "ftp://x"),
+        ("TRAFFIC_DETECTOR", "yolo"),
+        ("TRAFFIC_DETECTOR", "triton:x"),
+        ("TRAFFIC_DETECTOR_RUNTIME", "tensorrt"),
+        ("TRAFFIC_DETECTOR_THREADS", "two"),
+        ("TRAFFIC_MAX_UPLOAD_BYTES", "0"),
+        ("TRAFFIC_MAX_PIXELS", "-1"),
+        ("TRAFFIC_SCORE_THRESHOLD", "1.5"),
+        ("TRAFFIC_CLASS_THRESHOLDS", "dog=0.5"),
+        ("TRAFFIC_CLASS_THRESHOLDS", "person"),
+        ("TRAFFIC_QUALITY_MIN_SHARPNESS", "sharp"),
+        ("TRAFFIC_TIMEZONES", "Leuven/Belgium=Mars/Olympus"),
+        ("TRAFFIC_S3_SSE", "rot13"),
+        ("TRAFFIC_LOG_JSON", "maybe"),
+    ],
+)
+def test_invalid_values_name_the_variable(var, value):
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({var: value})
+    assert var in info.value.message
