@@ -1,0 +1,1 @@
+"""Alembic migrations of the ingest tables (configured in code by ``storage.database``)."""

@@ -1,0 +1,315 @@
+"""Object stores: a local directory (embedded default) or S3 (production), one interface.
+
+Keys are validated by :func:`~traffic_platform.storage.keys.validate_key` everywhere, so a
+key can never escape the store. Create one store per process (:func:`open_object_store`)
+and reuse it: the S3 client is created once.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from ..domain.errors import ConfigurationError, ServiceUnavailable
+from .keys import validate_key, validate_prefix
+
+if TYPE_CHECKING:
+    from ..config import Settings
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+class ObjectNotFound(KeyError):
+    """No object under that key."""
+
+
+class ObjectStore(ABC):
+    """Bytes under safe keys. ``delete`` of a missing key is a no-op; ``list`` yields sorted keys."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes:
+        """The object's bytes; raise :class:`ObjectNotFound` if absent."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix`` (plain string prefix, not only whole segments), sorted."""
+
+    @abstractmethod
+    def move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` (overwriting); raise :class:`ObjectNotFound` if ``src`` is absent."""
+
+    @abstractmethod
+    def ping(self) -> None:
+        """Raise :class:`ServiceUnavailable` if the store cannot be used."""
+
+
+class LocalObjectStore(ObjectStore):
+    """Objects as files under ``root``; writes are atomic (temp file, fsync, ``os.replace``)."""
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"LocalObjectStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        path = self.root / validate_key(key)
+        if not path.resolve().is_relative_to(self.root):  # e.g. a symlink inside the root
+            raise ValueError(f"object key {key!r} resolves outside the store")
+        return path
+
+    def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # "~" is not allowed in keys, so a leftover temp file is never listed as an object.
+        fd, tmp = tempfile.mkstemp(prefix="~tmp-", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink()
+        except (FileNotFoundError, IsADirectoryError):
+            return
+        _fsync_dir(path.parent)
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
+            return iter(())
+        keys = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel_dir = Path(dirpath).relative_to(self.root).as_posix()
+            for name in files:
+                key = name if rel_dir == "." else f"{rel_dir}/{name}"
+                if key.startswith(prefix) and _is_valid(key):
+                    keys.append(key)
+        return iter(sorted(keys))
+
+    def move(self, src: str, dst: str) -> None:
+        source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise ObjectNotFound(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, target)
+        _fsync_dir(target.parent)
+        if source.parent != target.parent:
+            _fsync_dir(source.parent)
+
+    def ping(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
+            raise ServiceUnavailable(
+                f"object store directory {self.root} is missing or not writable"
+            )
+
+
+class S3ObjectStore(ObjectStore):
+    """Objects in ``s3://bucket/prefix``; ``client`` is a boto3 S3 client created once.
+
+    ``sse`` ("AES256" or "aws:kms") and ``kms_key_id`` are sent with every write.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str,
+        client: Any,
+        *,
+        sse: str | None = None,
+        kms_key_id: str | None = None,
+    ):
+        prefix = prefix.strip("/")
+        if prefix:
+            validate_key(prefix)
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.client = client
+        self._write_args: dict[str, str] = {}
+        if sse:
+            self._write_args["ServerSideEncryption"] = sse
+            if sse == "aws:kms" and kms_key_id:
+                self._write_args["SSEKMSKeyId"] = kms_key_id
+
+    def __repr__(self) -> str:
+        return f"S3ObjectStore('s3://{self.bucket}/{self.prefix}')"
+
+    def _key(self, key: str) -> str:
+        return self.prefix + validate_key(key)
+
+    def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        self.client.put_object(
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ContentType=content_type,
+            **self._write_args,
+        )
+
+    def get(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except self.client.exceptions.NoSuchKey:
+            raise ObjectNotFound(key) from None
+        return response["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        validate_prefix(prefix)
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :]
+
+    def move(self, src: str, dst: str) -> None:
+        from botocore.exceptions import ClientError
+
+        source = {"Bucket": self.bucket, "Key": self._key(src)}
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dst),
+                CopySource=source,
+                MetadataDirective="COPY",
+                **self._write_args,
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey"):
+                raise ObjectNotFound(src) from None
+            raise
+        self.client.delete_object(**source)
+
+    def ping(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise ServiceUnavailable(f"S3 bucket {self.bucket!r} is not reachable: {exc}") from exc
+
+
+def open_object_store(settings: Settings) -> ObjectStore:
+    """The store ``settings.object_store_uri`` names: ``file:///dir`` or ``s3://bucket/prefix``."""
+    uri = settings.object_store_uri
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost"):
+            raise ConfigurationError(
+                f"TRAFFIC_OBJECT_STORE_URI {uri!r}: file:// URIs must be local (file:///path)."
+            )
+        return LocalObjectStore(unquote(parsed.path))
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ConfigurationError(
+                f"TRAFFIC_OBJECT_STORE_URI {uri!r}: expected s3://bucket/prefix."
+            )
+        try:
+            return S3ObjectStore(
+                parsed.netloc,
+                parsed.path,
+                s3_client(settings),
+                sse=settings.s3_sse,
+                kms_key_id=settings.s3_kms_key_id,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"TRAFFIC_OBJECT_STORE_URI {uri!r}: invalid prefix ({exc})."
+            ) from None
+    raise ConfigurationError(
+        f"TRAFFIC_OBJECT_STORE_URI must start with file:// or s3://, got {uri!r}."
+    )
+
+
+def s3_client(settings: Settings) -> Any:
+    """A boto3 S3 client for ``settings`` (endpoint override, region, standard retries)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        region_name=settings.s3_region,
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=30,
+        max_pool_connections=32,
+    )
+    return boto3.session.Session().client(
+        "s3", endpoint_url=settings.s3_endpoint_url, config=config
+    )
+
+
+def _is_valid(key: str) -> bool:
+    try:
+        validate_key(key)
+    except ValueError:
+        return False
+    return True
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename/unlink in ``path`` durable (no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+__all__ = [
+    "LocalObjectStore",
+    "ObjectNotFound",
+    "ObjectStore",
+    "S3ObjectStore",
+    "open_object_store",
+    "s3_client",
+]

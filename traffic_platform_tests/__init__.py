@@ -1,0 +1,1 @@
+"""Tests of the traffic platform, mirroring the package layout."""

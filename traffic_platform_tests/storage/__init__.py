@@ -1,0 +1,1 @@
+"""Tests of traffic_platform.storage: migrations, repository, object stores, keys."""

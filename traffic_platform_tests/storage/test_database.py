@@ -1,0 +1,129 @@
+"""Engines, migrations and the checked-in MySQL DDL."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, select, text
+
+from traffic_platform.storage import tables
+from traffic_platform.storage.database import (
+    current_revision,
+    head_revision,
+    make_engine,
+    render_mysql_ddl,
+    upgrade,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DDL_FILE = REPO_ROOT / "sql" / "schema.mysql.sql"
+
+
+def test_upgrade_creates_every_table_and_column(engine):
+    inspector = inspect(engine)
+    for table in tables.metadata.sorted_tables:
+        columns = {c["name"] for c in inspector.get_columns(table.name)}
+        assert columns == set(table.c.keys()), table.name
+    assert current_revision(engine) == head_revision() == "0001_initial"
+    indexes = {ix["name"] for ix in inspector.get_indexes("captures")}
+    assert {
+        "ix_captures_location_captured_at",
+        "ix_captures_captured_at",
+        "ix_captures_content_sha256",
+        "ix_captures_status",
+    } <= indexes
+
+
+def test_upgrade_twice_is_a_no_op(engine):
+    with engine.begin() as conn:
+        conn.execute(
+            tables.locations.insert().values(
+                address="a",
+                address_display="a",
+                city="c",
+                country="k",
+                timezone="UTC",
+                created_at=datetime(2024, 1, 1),
+            )
+        )
+    upgrade(engine)
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as conn:
+        assert conn.execute(select(tables.locations.c.address)).scalars().all() == ["a"]
+
+
+def test_upgrade_from_a_url_string(db_url):
+    upgrade(db_url)  # creates and disposes its own engine (and the SQLite parent directory)
+    engine = make_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+    finally:
+        engine.dispose()
+
+
+def test_migrations_match_the_table_metadata(engine):
+    """The frozen migration and ``tables.py`` describe the same schema (no autogenerate diff)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        diff = compare_metadata(context, tables.metadata)
+    assert diff == []
+
+
+@pytest.mark.mariadb
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+def test_mysql_columns_are_utf8mb4_and_locations_exact(engine):
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT column_name, character_set_name, collation_name FROM information_schema.columns "
+                "WHERE table_schema = DATABASE() AND table_name = 'locations' AND character_set_name IS NOT NULL"
+            )
+        ).all()
+    collations = {name: collation for name, _charset, collation in rows}
+    assert {collations[c] for c in ("address", "address_display", "city", "country")} == {
+        "utf8mb4_bin"
+    }
+    assert {charset for _name, charset, _collation in rows} == {"utf8mb4"}
+
+
+def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'a' / 'b' / 'x.db'}")
+    try:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+        assert (tmp_path / "a" / "b" / "x.db").exists()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_enforces_foreign_keys(engine):
+    from sqlalchemy.exc import IntegrityError
+
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(
+            tables.capture_counts.insert().values(
+                capture_id="0" * 32, model_name="m", model_version="v", traffic_class="car", count=1
+            )
+        )
+
+
+def test_checked_in_mysql_ddl_matches_the_migrations():
+    rendered = render_mysql_ddl()
+    assert "CREATE TABLE captures" in rendered and "utf8mb4_bin" in rendered
+    checked_in = DDL_FILE.read_text(encoding="utf-8") if DDL_FILE.exists() else ""
+    assert checked_in == rendered, (
+        f"{DDL_FILE.relative_to(REPO_ROOT)} is out of date with the migrations; regenerate it with\n"
+        "    .venv/bin/python -m traffic_platform.storage.database > sql/schema.mysql.sql"
+    )
+
+
+def test_unsupported_url_is_refused():
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        make_engine("postgresql://u:secret@host/db")

@@ -1,0 +1,323 @@
+"""The repository on SQLite and MariaDB: idempotent saves, exact locations, re-detection."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+import pytest
+from sqlalchemy import event, func, select
+
+from traffic_platform.domain.classes import TRAFFIC_CLASSES, TrafficClass
+from traffic_platform.domain.detections import Detection
+from traffic_platform.domain.errors import NotFound
+from traffic_platform.storage import tables
+from traffic_platform.storage.repository import CaptureRecord, Repository
+
+CAR = Detection(TrafficClass.CAR, "car", 0.91, (10.0, 20.5, 110.25, 80.0))
+BUS = Detection(TrafficClass.BUS, "bus", 0.77, (300.0, 40.0, 600.0, 300.0))
+PERSON = Detection(TrafficClass.PERSON, "person", 0.66, (700.5, 100.0, 740.0, 210.75))
+
+
+def _count(engine, table, **where) -> int:
+    query = select(func.count()).select_from(table)
+    for column, value in where.items():
+        query = query.where(table.c[column] == value)
+    with engine.connect() as conn:
+        return conn.scalar(query)
+
+
+def test_save_capture_round_trips_every_field(repo, make_record):
+    record = make_record(
+        detections=[CAR, BUS, PERSON],
+        image_key="images/2022/10/12/x.jpg",
+        annotated_key="annotated/2022/10/12/x.jpg",
+    )
+    assert repo.save_capture(record) is True
+    got = repo.get_capture(record.capture_id)
+    assert got is not None
+    assert got["capture_id"] == record.capture_id
+    assert got["file_name"] == "tiensevest_Leuven_Belgium_12-10-2022_10-51-38.jpg"
+    assert got["captured_at"] == "2022-10-12T10:51:38"
+    assert got["captured_at_utc"] == "2022-10-12T08:51:38"  # Brussels summer time is UTC+2
+    assert got["location"] | {"id": None} == {
+        "id": None,
+        "address": "tiensevest",
+        "address_display": "tiensevest",
+        "city": "Leuven",
+        "country": "Belgium",
+        "timezone": "Europe/Brussels",
+    }
+    assert got["metadata"] == record.metadata.to_dict()
+    assert got["status"] == "accepted" and got["quality_reasons"] == []
+    assert got["quality_metrics"] == pytest.approx(record.quality_metrics)
+    assert got["timings"] == pytest.approx(record.timings)
+    assert (got["width"], got["height"]) == (1920, 1080)
+    assert (
+        got["image_key"] == "images/2022/10/12/x.jpg"
+        and got["annotated_key"] == "annotated/2022/10/12/x.jpg"
+    )
+    assert (got["model_name"], got["model_version"]) == ("test-model", "v1")
+    assert got["counts"] == {
+        "car": 1,
+        "truck": 0,
+        "bus": 1,
+        "person": 1,
+        "bicycle": 0,
+        "motorcycle": 0,
+    }
+    assert got["detections"] == [CAR.to_dict(), BUS.to_dict(), PERSON.to_dict()]
+    assert got["models"] == [{"model_name": "test-model", "model_version": "v1"}]
+    assert datetime.fromisoformat(got["ingested_at"]) == record.ingested_at
+    assert datetime.fromisoformat(got["stored_at"]) >= record.ingested_at
+
+
+def test_saving_twice_changes_nothing(repo, engine, make_record):
+    record = make_record(detections=[CAR, CAR, PERSON])
+    assert repo.save_capture(record) is True
+    first = repo.get_capture(record.capture_id)
+    assert repo.save_capture(record) is False
+    assert _count(engine, tables.captures) == 1
+    assert _count(engine, tables.locations) == 1
+    assert _count(engine, tables.detections) == 3
+    assert _count(engine, tables.capture_counts) == len(TRAFFIC_CLASSES)
+    assert repo.get_capture(record.capture_id) == first
+
+
+def test_counts_are_zero_filled_without_detections(repo, engine, make_record):
+    record = make_record(detections=[])
+    repo.save_capture(record)
+    assert repo.get_capture(record.capture_id)["counts"] == {c: 0 for c in TRAFFIC_CLASSES}
+    assert _count(engine, tables.capture_counts, capture_id=record.capture_id) == 6
+
+
+def test_distorted_capture_without_a_model(repo, engine, make_record):
+    record = make_record(
+        status="distorted",
+        quality_reasons=["blurred", "underexposed"],
+        model_name=None,
+        model_version=None,
+        quality_metrics={"sharpness": 1.5, "brightness": 4.0},
+        timings={"decode_ms": 3.0, "quality_ms": 1.0, "total_ms": 4.5},
+        image_key="distorted/2022/10/12/x.jpg",
+    )
+    assert repo.save_capture(record) is True
+    assert repo.save_capture(record) is False
+    got = repo.get_capture(record.capture_id)
+    assert got["status"] == "distorted"
+    assert got["quality_reasons"] == ["blurred", "underexposed"]
+    assert got["quality_metrics"]["contrast"] is None and got["timings"]["detect_ms"] is None
+    assert got["counts"] is None and got["detections"] == [] and got["models"] == []
+    assert _count(engine, tables.capture_counts) == 0
+
+
+@pytest.mark.parametrize(
+    "address, city, country",
+    [
+        ("place_Saint-Lambert", "Liège", "Belgium"),
+        ("Bahnhofstraße", "Zürich", "Switzerland"),
+        ("Rynek_Główny", "Kraków", "Poland"),
+    ],
+)
+def test_unicode_locations_round_trip_exactly(repo, make_record, address, city, country):
+    record = make_record(f"{address}_{city}_{country}_01-02-2023_08-00-00.jpg")
+    repo.save_capture(record)
+    location = repo.get_capture(record.capture_id)["location"]
+    assert (location["address"], location["city"], location["country"]) == (address, city, country)
+    assert location["address_display"] == address.replace("_", " ")
+    assert repo.get_capture(record.capture_id)["metadata"] == record.metadata.to_dict()
+    assert repo.get_location_id(address, city, country) == location["id"]
+
+
+def test_accents_and_case_make_different_locations(repo, engine, make_record):
+    names = ["x_Liège_Belgium", "x_Liege_Belgium", "x_liège_Belgium", "x_LIÈGE_Belgium"]
+    for name in names:
+        repo.save_capture(make_record(f"{name}_01-02-2023_08-00-00.jpg"))
+    assert _count(engine, tables.locations) == 4
+    ids = {
+        repo.get_location_id("x", city, "Belgium") for city in ("Liège", "Liege", "liège", "LIÈGE")
+    }
+    assert len(ids) == 4 and None not in ids
+    assert repo.get_location_id("x", "Liége", "Belgium") is None
+
+
+def test_two_images_with_the_same_local_time_are_both_kept(repo, engine, make_record):
+    """30-10-2022 02:30 happened twice in Brussels (daylight-saving fall-back)."""
+    name = "tiensevest_Leuven_Belgium_30-10-2022_02-30-00.jpg"
+    first = make_record(name, captured_at_utc=datetime(2022, 10, 30, 0, 30))
+    second = make_record(
+        name, captured_at_utc=datetime(2022, 10, 30, 1, 30), content_sha256="b" * 64
+    )
+    assert repo.save_capture(first) and repo.save_capture(second)
+    assert _count(engine, tables.captures, captured_at=datetime(2022, 10, 30, 2, 30)) == 2
+    assert repo.get_capture(second.capture_id)["captured_at_utc"] == "2022-10-30T01:30:00"
+    assert _count(engine, tables.locations) == 1
+
+
+def test_redetection_keeps_model_versions_apart(repo, engine, make_record):
+    record = make_record(detections=[CAR, BUS])
+    repo.save_capture(record)
+    repo.save_detections(record.capture_id, "test-model", "v2", [PERSON])
+    repo.save_detections(
+        record.capture_id, "test-model", "v2", [PERSON, PERSON, CAR]
+    )  # replaced, not appended
+    original = repo.get_capture(record.capture_id)
+    assert original["counts"] == {
+        "car": 1,
+        "truck": 0,
+        "bus": 1,
+        "person": 0,
+        "bicycle": 0,
+        "motorcycle": 0,
+    }
+    assert original["detections"] == [CAR.to_dict(), BUS.to_dict()]
+    redone = repo.get_capture(record.capture_id, "test-model", "v2")
+    assert redone["counts_model"] == {"model_name": "test-model", "model_version": "v2"}
+    assert redone["counts"] == {
+        "car": 1,
+        "truck": 0,
+        "bus": 0,
+        "person": 2,
+        "bicycle": 0,
+        "motorcycle": 0,
+    }
+    assert redone["detections"] == [PERSON.to_dict(), PERSON.to_dict(), CAR.to_dict()]
+    assert redone["models"] == [
+        {"model_name": "test-model", "model_version": "v1"},
+        {"model_name": "test-model", "model_version": "v2"},
+    ]
+    assert _count(engine, tables.detections) == 5
+    assert repo.save_capture(record) is False  # the original save stays idempotent
+    assert _count(engine, tables.detections, model_version="v1") == 2
+
+
+def test_redetection_can_clear_and_needs_an_existing_capture(repo, make_record):
+    record = make_record(detections=[CAR])
+    repo.save_capture(record)
+    repo.save_detections(record.capture_id, "test-model", "v1", [])
+    assert repo.get_capture(record.capture_id)["counts"] == {c: 0 for c in TRAFFIC_CLASSES}
+    with pytest.raises(NotFound):
+        repo.save_detections("f" * 32, "test-model", "v1", [CAR])
+
+
+def test_detections_are_written_in_bulk(repo, engine, make_record):
+    """A save costs the same few statements for 1 or 200 detections (executemany, no row loop)."""
+
+    def statements_for(record: CaptureRecord) -> list[str]:
+        seen: list[str] = []
+
+        def record_statement(conn, cursor, statement, parameters, context, executemany):
+            seen.append(statement)
+
+        event.listen(engine, "before_cursor_execute", record_statement)
+        try:
+            repo.save_capture(record)
+        finally:
+            event.remove(engine, "before_cursor_execute", record_statement)
+        return seen
+
+    one = statements_for(make_record("a_Leuven_Belgium_12-10-2022_10-51-38.jpg", detections=[CAR]))
+    many = statements_for(
+        make_record("b_Leuven_Belgium_12-10-2022_10-51-38.jpg", detections=[CAR] * 200)
+    )
+    assert len(many) == len(one) <= 16
+    assert sum(s.lstrip().upper().startswith("INSERT INTO DETECTIONS") for s in many) == 1
+    assert _count(engine, tables.detections) == 201
+
+
+def test_concurrent_saves_create_one_capture_and_one_location(engine, make_record):
+    same = make_record(detections=[CAR, BUS])
+    others = [
+        make_record("other_Leuven_Belgium_12-10-2022_10-51-38.jpg", detections=[PERSON])
+        for _ in range(6)
+    ]
+    results: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(12)
+
+    def work(record: CaptureRecord) -> None:
+        try:
+            barrier.wait()
+            results.append(Repository(engine).save_capture(record))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(r,)) for r in [same] * 6 + others]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert results.count(True) == 7  # one for ``same`` + six distinct others
+    assert _count(engine, tables.captures) == 7
+    assert _count(engine, tables.locations) == 2
+    assert _count(engine, tables.detections, capture_id=same.capture_id) == 2
+    assert _count(engine, tables.capture_counts) == 7 * 6
+
+
+def test_lookups_and_ping(repo, make_record):
+    record = make_record()
+    assert repo.capture_exists(record.capture_id) is False
+    assert repo.get_capture(record.capture_id) is None
+    assert repo.get_location_id("tiensevest", "Leuven", "Belgium") is None
+    repo.save_capture(record)
+    assert repo.capture_exists(record.capture_id) is True
+    assert isinstance(repo.get_location_id("tiensevest", "Leuven", "Belgium"), int)
+    repo.ping()
+
+
+def test_ping_reports_an_unreachable_database():
+    from traffic_platform.domain.errors import ServiceUnavailable
+    from traffic_platform.storage.database import make_engine
+
+    engine = make_engine(
+        "mysql+pymysql://nobody:x@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
+    with pytest.raises(ServiceUnavailable):
+        Repository(engine).ping()
+
+
+def test_record_serialises_for_the_hand_off(make_record):
+    record = make_record(
+        "rue_de_la_loi_Liège_Belgium_12-10-2022_10-51-38.png",
+        detections=[CAR, PERSON],
+        quality_reasons=["x"],
+    )
+    assert CaptureRecord.from_dict(record.to_dict()) == record
+
+
+def test_record_validation(make_record):
+    with pytest.raises(ValueError, match="status"):
+        make_record(status="maybe")
+    with pytest.raises(ValueError, match="detections need"):
+        make_record(model_name=None, model_version=None, detections=[CAR])
+
+
+def test_metrics_and_timings_beyond_the_columns_are_not_stored(repo, make_record):
+    record = make_record(
+        quality_metrics={"sharpness": 0.2, "laplacian_variance": 900.0, "width": 1920.0},
+        timings={"decode_ms": 1.0, "handoff_ms": 2.0},
+    )
+    repo.save_capture(record)
+    got = repo.get_capture(record.capture_id)
+    assert got["quality_metrics"] == {
+        "sharpness": pytest.approx(0.2),
+        "brightness": None,
+        "contrast": None,
+        "clipped_share": None,
+        "uniform_share": None,
+    }
+    assert got["timings"] == {
+        "decode_ms": 1.0,
+        "quality_ms": None,
+        "detect_ms": None,
+        "total_ms": None,
+    }
+    assert CaptureRecord.from_dict(record.to_dict()) == record
+
+
+def test_non_finite_metrics_are_stored_as_null(repo, make_record):
+    record = make_record(quality_metrics={"sharpness": float("nan"), "contrast": float("inf")})
+    repo.save_capture(record)
+    metrics = repo.get_capture(record.capture_id)["quality_metrics"]
+    assert metrics["sharpness"] is None and metrics["contrast"] is None
