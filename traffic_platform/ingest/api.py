@@ -83,9 +83,9 @@ class Api:
 
     def handle(self, req: Request) -> Response:
         started = time.perf_counter()
-        route = "other"
+        route = route_name(req.path)
         try:
-            route, response = self._route(req)
+            response = self._route(req)
             code = "ok"
         except TrafficPlatformError as exc:
             response, code = Response.error(exc), exc.code
@@ -96,28 +96,28 @@ class Api:
         self.metrics.observe(route, response.status, code, (time.perf_counter() - started) * 1e3)
         return response
 
-    def _route(self, req: Request) -> tuple[str, Response]:
+    def _route(self, req: Request) -> Response:
         path = req.path.rstrip("/") or "/"
         if path == "/healthz":
-            return "healthz", Response.json(200, {"status": "ok"})
+            return Response.json(200, {"status": "ok"})
         if path == "/readyz":
-            return "readyz", self._ready()
+            return self._ready()
         if path == "/metrics":
-            return "metrics", Response(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
+            return Response(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
         self._authorise(req)
         if path == "/v1/images":
             if req.method != "POST":
-                return "images", self._not_allowed("POST")
-            return "images", self._post_image(req)
+                return self._not_allowed("POST")
+            return self._post_image(req)
         match = _CAPTURE.match(path)
         if match:
             if req.method != "GET":
-                return "captures", self._not_allowed("GET")
+                return self._not_allowed("GET")
             capture_id, sub = match.groups()
             if sub:
                 data, content_type = self.lookup.image(capture_id, annotated=sub == "/annotated")
-                return "capture_image", Response(200, data, content_type)
-            return "captures", Response.json(200, self.lookup.status(capture_id))
+                return Response(200, data, content_type)
+            return Response.json(200, self.lookup.status(capture_id))
         if path.startswith("/v1/captures/"):
             raise NotFound("A capture id is 32 lower-case hex characters, as returned by POST /v1/images.")
         raise NotFound(f"No route {req.method} {path}. See /v1/images and /v1/captures/{{id}}.")
@@ -152,6 +152,18 @@ class Api:
                 ok = False
                 checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
         return Response.json(200 if ok else 503, {"ready": ok, "checks": checks})
+
+
+def route_name(path: str) -> str:
+    """A low-cardinality label for metrics."""
+    path = path.rstrip("/") or "/"
+    if path in ("/healthz", "/readyz", "/metrics"):
+        return path[1:]
+    if path == "/v1/images":
+        return "images"
+    if path.startswith("/v1/captures/"):
+        return "capture_image" if path.endswith(("/image", "/annotated")) else "captures"
+    return "other"
 
 
 def read_upload(req: Request) -> tuple[str, bytes, str | None]:

@@ -66,7 +66,11 @@ class LocalCaptureLookup(CaptureLookup):
         key = row.get("annotated_key") if annotated else row.get("image_key")
         if not key:
             raise NotFound(f"Capture {capture_id} has no {'annotated ' if annotated else ''}image (status {row.get('status')}).", code="image_not_found")
-        return self.store.get(key), "image/jpeg" if annotated or key.endswith((".jpg", ".jpeg")) else "image/png"
+        try:
+            data = self.store.get(key)
+        except KeyError:  # ObjectNotFound
+            raise NotFound(f"The image of capture {capture_id} is missing from the object store.", code="image_not_found") from None
+        return data, "image/jpeg" if annotated or key.endswith((".jpg", ".jpeg")) else "image/png"
 
 
 class LocalPlatform:

@@ -112,7 +112,7 @@ class IngestService:
         except DistortedImage as exc:  # it is a JPEG/PNG, but broken: keep it as distorted
             reasons = list(exc.details.get("reasons") or [exc.code])
             self._handoff(job(DISTORTED, quality_reasons=reasons), timings, t0)
-            raise self._distorted(exc.message, capture_id, reasons, {}) from None
+            raise self._distorted(exc.message, capture_id, reasons, {}, code=exc.code) from None
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
 
         t = time.perf_counter()
@@ -163,8 +163,9 @@ class IngestService:
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
 
     @staticmethod
-    def _distorted(message: str, capture_id: str, reasons: list[str], metrics: dict[str, float]) -> TrafficPlatformError:
+    def _distorted(message: str, capture_id: str, reasons: list[str], metrics: dict[str, float], code: str | None = None) -> TrafficPlatformError:
         return DistortedImage(
             f"The image is distorted and was stored for review: {message}",
+            code=code,
             details={"capture_id": capture_id, "reasons": reasons, "metrics": {k: round(v, 3) for k, v in metrics.items()}},
         )

@@ -1,0 +1,1 @@
+"""Ingest: decode and check uploads, run the sync path, hand captures off for persistence."""
