@@ -1,0 +1,145 @@
+"""Nothing accepted is ever lost: outages and a killed worker only delay persistence.
+
+Run against MariaDB and S3 over moto's HTTP server, each reached through a TCP proxy
+that the tests cut off and restore.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from sqlalchemy import func, select
+
+from traffic_platform.config import Settings
+from traffic_platform.domain.errors import TrafficPlatformError
+from traffic_platform.ingest.local import LocalPlatform
+from traffic_platform.storage.tables import capture_counts, captures, detections
+
+from .. import images
+from ..faults import TcpProxy
+
+pytestmark = pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+
+
+def _via(url: str, proxy: TcpProxy) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"127.0.0.1:{proxy.port}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+@pytest.fixture
+def proxied(db_url, s3_settings, tiny_detr_dir, tmp_path):
+    """Settings whose database and object store are both behind cuttable proxies."""
+    db = urlsplit(db_url)
+    s3 = urlsplit(s3_settings.s3_endpoint_url)
+    db_proxy, s3_proxy = TcpProxy(db.hostname, db.port or 3306), TcpProxy(s3.hostname, s3.port)
+    settings = Settings(
+        home=tmp_path,
+        database_url=_via(db_url, db_proxy),
+        object_store_uri=s3_settings.object_store_uri,
+        s3_endpoint_url=_via(s3_settings.s3_endpoint_url, s3_proxy),
+        s3_region=s3_settings.s3_region,
+        detector=f"local:{tiny_detr_dir}",
+        detector_runtime="torch",
+    )
+    yield settings, db_proxy, s3_proxy
+    db_proxy.close()
+    s3_proxy.close()
+
+
+def uploads(n: int) -> list[tuple[str, bytes]]:
+    return [
+        (f"tiensevest_Leuven_Belgium_12-10-2022_10-{i:02d}-00.jpg", images.jpeg_bytes(images.street_scene(320, 240, seed=i)))
+        for i in range(n)
+    ]
+
+
+def stored_state(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            "captures": conn.execute(select(func.count()).select_from(captures)).scalar_one(),
+            "distinct": conn.execute(select(func.count(func.distinct(captures.c.capture_id)))).scalar_one(),
+            "detections": conn.execute(select(func.count()).select_from(detections)).scalar_one(),
+            "counts": conn.execute(select(func.count()).select_from(capture_counts)).scalar_one(),
+        }
+
+
+def assert_all_stored_once(platform: LocalPlatform, accepted: dict[str, int]) -> None:
+    state = stored_state(platform.engine)
+    assert state["captures"] == state["distinct"] == len(accepted)
+    assert state["detections"] == sum(accepted.values())
+    assert state["counts"] == 6 * len(accepted)
+    for capture_id, n in accepted.items():
+        row = platform.repo.get_capture(capture_id)
+        assert row is not None and len(row["detections"]) == n
+        assert platform.store.get(row["image_key"])
+        assert platform.store.exists(row["annotated_key"])
+
+
+def _fast_retries(platform: LocalPlatform) -> None:
+    platform.worker.backoff_base, platform.worker.backoff_cap, platform.worker.max_attempts = 0.05, 0.3, 10_000
+
+
+@pytest.mark.parametrize("outage", ["database", "object_store"])
+def test_an_outage_only_delays_persistence(proxied, tiny_detector, outage):
+    settings, db_proxy, s3_proxy = proxied
+    proxy = db_proxy if outage == "database" else s3_proxy
+    with LocalPlatform(settings, detector=tiny_detector) as platform:
+        _fast_retries(platform)
+        proxy.down()
+        accepted: dict[str, int] = {}
+        for name, data in uploads(8) * 2:  # every upload sent twice
+            result = platform.service.ingest(name, data)  # the caller is answered during the outage
+            accepted[result.capture_id] = len(result.detections)
+        assert len(accepted) == 8
+        time.sleep(1.0)
+        assert platform.spool.depth() == 8 and platform.worker.failures > 0
+        assert platform.spool.dead_count() == 0
+        proxy.up()
+        assert platform.worker.drain(timeout=60), f"still pending: {platform.spool.depth()}"
+        assert_all_stored_once(platform, accepted)
+
+
+def test_killed_worker_restarts_and_completes_without_duplicates(proxied, tiny_detector):
+    settings, _, _ = proxied
+    env = {**os.environ, "TRAFFIC_HOME": str(settings.home), "TRAFFIC_DATABASE_URL": settings.database_url,
+           "TRAFFIC_OBJECT_STORE_URI": settings.object_store_uri, "TRAFFIC_S3_ENDPOINT_URL": settings.s3_endpoint_url,
+           "TRAFFIC_S3_REGION": settings.s3_region}
+    with LocalPlatform(settings, detector=tiny_detector, run_worker=False) as platform:
+        accepted = {}
+        for name, data in uploads(40):
+            r = platform.service.ingest(name, data)
+            accepted[r.capture_id] = len(r.detections)
+        assert platform.spool.depth() == 40
+        worker_cmd = [sys.executable, "-m", "traffic_platform.cli", "worker"]
+        proc = subprocess.Popen(worker_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while stored_state(platform.engine)["captures"] < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        partial = stored_state(platform.engine)["captures"]
+        assert 3 <= partial < 40, f"kill landed outside the batch ({partial} stored)"
+        assert platform.spool.depth() == 40 - partial or platform.spool.depth() == 40 - partial + 1
+
+        done = subprocess.run([*worker_cmd, "--once", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert platform.spool.depth() == 0
+        assert_all_stored_once(platform, accepted)
+
+
+def test_rejections_never_reach_the_spool(proxied, tiny_detector):
+    settings, _, _ = proxied
+    with LocalPlatform(dataclasses.replace(settings), detector=tiny_detector, run_worker=False) as platform:
+        for name, data in [("bad-name.jpg", b"x"), ("a_B_C_12-10-2022_10-00-00.jpg", b"not an image")]:
+            with pytest.raises(TrafficPlatformError):
+                platform.service.ingest(name, data)
+        assert platform.spool.depth() == 0
