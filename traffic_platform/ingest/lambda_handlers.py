@@ -109,7 +109,12 @@ def persist_handler(event: dict[str, Any], context: Any = None, persister: Any =
     failures = []
     for record in event.get("Records", []):
         try:
-            job, staged = job_from_message(record["body"], store)
+            try:
+                job, staged = job_from_message(record["body"], store)
+            except KeyError:  # staged image gone: a redelivery of a message already stored?
+                if persister.repo.capture_exists(json.loads(record["body"])["job"]["capture_id"]):
+                    continue
+                raise
             persister.persist(job)
             if staged:
                 store.delete(staged)
