@@ -1,0 +1,139 @@
+"""The main job, end to end on a laptop: ingest sample images, persist them, build the reports.
+
+Sample images are the real street photos in ``../shared/data/street`` when present
+(renamed to the platform's naming scheme across three locations and two days),
+otherwise generated street scenes. The detector is ``TRAFFIC_DETECTOR`` when set,
+else the real COCO-trained DEIMv2 ONNX graph in ``../shared/models`` when present,
+else a tiny random-weight DETR built locally (its counts are meaningless; it only
+shows the path works).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import random
+import shutil
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from .config import Settings
+from .domain.metadata import format_file_name
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("TRAFFIC_SHARED_DIR", REPO_ROOT.parent / "shared"))
+DEIMV2 = SHARED / "models" / "deimv2-hgnetv2-atto-coco-onnx"
+STREET = SHARED / "data" / "street"
+LOCATIONS = [
+    ("tiensevest", "Leuven", "Belgium"),
+    ("rue_de_la_loi", "Brussels", "Belgium"),
+    ("Bahnhofstrasse", "Zürich", "Switzerland"),
+]
+START = datetime(2022, 10, 12, 7, 0, 0)
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def choose_detector(settings: Settings) -> Settings:
+    """Keep TRAFFIC_DETECTOR if set; otherwise the best model this machine has."""
+    if os.environ.get("TRAFFIC_DETECTOR"):
+        return settings
+    if (DEIMV2 / "deimv2_hgnetv2_atto_coco.onnx").exists():
+        say(f"detector: real COCO-trained DEIMv2-Atto ONNX graph from {DEIMV2}")
+        return dataclasses.replace(settings, detector=f"onnx:{DEIMV2}")
+    target = settings.home / "models" / "demo-tiny-detr"
+    if not (target / "config.json").exists():
+        _build_tiny_detr(target)
+    say(f"detector: no pretrained model on this machine; a tiny RANDOM-weight DETR at {target} (counts are meaningless)")
+    return dataclasses.replace(settings, detector=f"local:{target}")
+
+
+def _build_tiny_detr(target: Path) -> None:
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
+
+    labels = ["N/A", "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"]
+    config = DetrConfig(
+        use_timm_backbone=False, use_pretrained_backbone=False, backbone="resnet18", backbone_kwargs=None,
+        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20,
+        id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
+    )
+    model = DetrForObjectDetection(config)
+    model.save_pretrained(target)
+    DetrImageProcessor(size={"shortest_edge": 320, "longest_edge": 512}).save_pretrained(target)
+
+
+def prepare_images(out: Path, count: int) -> list[Path]:
+    """Write sample images named ``<address>_<city>_<country>_<date>_<time>.<ext>`` into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    sources = sorted(p for p in STREET.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")) if STREET.is_dir() else []
+    files: list[Path] = []
+    for i in range(count):
+        address, city, country = LOCATIONS[i % len(LOCATIONS)]
+        when = START + timedelta(days=(i // len(LOCATIONS)) % 2, minutes=15 * (i // (2 * len(LOCATIONS))))
+        if sources:
+            src = sources[i % len(sources)]
+            target = out / format_file_name(address, city, country, when, src.suffix.lower().lstrip("."))
+            shutil.copyfile(src, target)
+        else:
+            target = out / format_file_name(address, city, country, when, "jpg")
+            target.write_bytes(synthetic_street(seed=i))
+        files.append(target)
+    bad = out / "not-a-capture-name.jpg"  # shows a rejection with its error code
+    bad.write_bytes(files[0].read_bytes())
+    return [*files, bad]
+
+
+def synthetic_street(seed: int, size: tuple[int, int] = (960, 540)) -> bytes:
+    """A plain generated street: sky, road with lane marks, box-shaped vehicles."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    rng = random.Random(seed)
+    w, h = size
+    img = Image.new("RGB", size, (135, 170, 205))
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, h // 2, w, h], fill=(70, 70, 75))
+    for x in range(0, w, 80):
+        draw.rectangle([x, int(h * 0.74), x + 40, int(h * 0.76)], fill=(230, 230, 230))
+    for _ in range(rng.randint(2, 6)):
+        x, y = rng.randint(0, w - 160), rng.randint(h // 2, h - 80)
+        draw.rectangle([x, y, x + rng.randint(90, 160), y + rng.randint(40, 70)], fill=tuple(rng.randint(20, 230) for _ in range(3)))
+    img = img.filter(ImageFilter.SMOOTH)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def run_demo(images: Path | None = None, count: int = 24) -> int:
+    import json
+
+    from .ingest.bulk import ingest_paths
+    from .ingest.local import LocalPlatform
+
+    settings = choose_detector(Settings.from_env())
+    say(f"home: {settings.home.resolve()}  database: {settings.database_url}  objects: {settings.object_store_uri}")
+    paths = [images] if images else prepare_images(settings.home / "demo" / "incoming", count)
+    with LocalPlatform(settings) as platform:
+        summary = ingest_paths(paths, settings=settings, platform=platform)
+    say("ingest summary: " + json.dumps({k: summary[k] for k in ("files", "accepted", "distorted", "rejected", "counts", "persisted")}, ensure_ascii=False))
+    from .orchestration.run import materialise_days
+
+    days = sorted({_day_of(p) for p in (paths if not images else list(Path(images).iterdir())) if _day_of(p)})
+    report = materialise_days(settings, days)
+    print(report)
+    say("open the Dagster UI with: .venv/bin/dagster dev -w workspace.yaml  (then http://127.0.0.1:3000)")
+    return 0
+
+
+def _day_of(path: Path) -> str | None:
+    from .domain.errors import InvalidFileName
+    from .domain.metadata import parse_file_name
+
+    try:
+        return parse_file_name(path.name).captured_at.date().isoformat()
+    except InvalidFileName:
+        return None
