@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import random
 import threading
 import time
@@ -18,6 +19,14 @@ log = logging.getLogger(__name__)
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 60.0) -> float:
     """Exponential back-off with full jitter: attempt 1 -> up to ``base``, doubling up to ``cap``."""
     return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _lower_thread_priority(niceness: int = 10) -> None:
+    """Let requests win the CPU: on Linux a thread has its own nice value (by native id)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
 
 
 class SpoolWorker:
@@ -77,6 +86,7 @@ class SpoolWorker:
         self._wake.set()
 
     def run_forever(self, poll_interval: float = 0.25) -> None:
+        _lower_thread_priority()
         while not self._stop.is_set():
             try:
                 self.run_once()
