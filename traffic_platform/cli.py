@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
     p.add_argument("--images", help="directory of images (default: generated street scenes)")
-    p.add_argument("--count", type=int, default=24)
+    p.add_argument("--count", type=int, default=60, help="number of sample images to generate")
     p.set_defaults(func=cmd_demo)
     return parser
 

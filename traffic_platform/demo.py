@@ -32,6 +32,7 @@ LOCATIONS = [
     ("Bahnhofstrasse", "Zürich", "Switzerland"),
 ]
 START = datetime(2022, 10, 12, 7, 0, 0)
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the runs' events stay in the UI
 
 
 def say(message: str) -> None:
@@ -108,7 +109,7 @@ def synthetic_street(seed: int, size: tuple[int, int] = (960, 540)) -> bytes:
     return buf.getvalue()
 
 
-def run_demo(images: Path | None = None, count: int = 24) -> int:
+def run_demo(images: Path | None = None, count: int = 60) -> int:
     import json
 
     from .ingest.bulk import ingest_paths
@@ -120,13 +121,67 @@ def run_demo(images: Path | None = None, count: int = 24) -> int:
     with LocalPlatform(settings) as platform:
         summary = ingest_paths(paths, settings=settings, platform=platform)
     say("ingest summary: " + json.dumps({k: summary[k] for k in ("files", "accepted", "distorted", "rejected", "counts", "persisted")}, ensure_ascii=False))
-    from .orchestration.run import materialise_days
+    days = sorted({day for p in (paths if not images else list(Path(images).iterdir())) if (day := _day_of(p))})
+    ok = materialise_days(settings, days)
+    print(hourly_report(settings))
+    say(f"annotated copies: {settings.object_store_uri}/annotated/ ; API: traffic-platform serve ; "
+        f"UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml (http://127.0.0.1:3000)")
+    return 0 if ok else 1
 
-    days = sorted({_day_of(p) for p in (paths if not images else list(Path(images).iterdir())) if _day_of(p)})
-    report = materialise_days(settings, days)
-    print(report)
-    say("open the Dagster UI with: .venv/bin/dagster dev -w workspace.yaml  (then http://127.0.0.1:3000)")
-    return 0
+
+def materialise_days(settings: Settings, days: list[str]) -> bool:
+    """Run the Dagster reporting job for each day, then the serving job, in a persistent instance
+    (``DAGSTER_HOME``, default ``<home>/dagster``) so the runs show in the UI afterwards."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.home / "dagster").resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    from dagster import DagsterInstance
+
+    from .orchestration.definitions import defs
+
+    ok = True
+    with DagsterInstance.get() as instance:
+        for day in days:
+            result = defs.resolve_job_def("reporting_daily_job").execute_in_process(
+                partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET)
+            checks = [(e.check_name, e.passed, e.severity.value) for e in result.get_asset_check_evaluations()]
+            failed = [c for c in checks if not c[1]]
+            say(f"reporting partition {day}: {'success' if result.success else 'FAILED'}; checks {len(checks) - len(failed)}/{len(checks)} passed"
+                + (f"; failed: {', '.join(f'{n} ({sev})' for n, _, sev in failed)}" if failed else ""))
+            ok &= result.success
+        result = defs.resolve_job_def("serving_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
+        say(f"serving (locations + views): {'success' if result.success else 'FAILED'}")
+        ok &= result.success
+    return ok
+
+
+def hourly_report(settings: Settings, limit: int = 30) -> str:
+    """The analysts' hourly view, as a small text table."""
+    from sqlalchemy import text
+
+    from .storage.database import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(text("SELECT * FROM v_traffic_counts_hourly WHERE total_count > 0 ORDER BY city, address, window_start, traffic_class LIMIT :n"), {"n": limit})
+            columns = list(result.keys())
+            rows = [list(r) for r in result]
+    finally:
+        engine.dispose()
+    shown = [c for c in columns if c in ("city", "address", "window_start", "traffic_class", "images_accepted", "total_count", "mean_per_image", "max_per_image", "coverage")] or columns
+    idx = [columns.index(c) for c in shown]
+    lines = [" | ".join(shown), " | ".join("---" for _ in shown)]
+    lines += [" | ".join(_fmt(row[i]) for i in idx) for row in rows]
+    return "v_traffic_counts_hourly (first rows):\n" + "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, datetime):
+        return f"{value:%Y-%m-%d %H:%M}"
+    return str(value).removesuffix(".000000")
 
 
 def _day_of(path: Path) -> str | None:
