@@ -1,0 +1,103 @@
+-- MySQL / Aurora MySQL DDL of the reporting tables written by Dagster.
+-- Generated from traffic_platform/orchestration/sql/tables.py; do not edit.
+-- The assets create these tables when absent (CREATE TABLE only if missing).
+-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql
+
+CREATE TABLE capture_summary_daily (
+	location_id INTEGER NOT NULL,
+	day DATE NOT NULL COMMENT 'local calendar day of captured_at',
+	images_received INTEGER NOT NULL,
+	images_accepted INTEGER NOT NULL,
+	images_distorted INTEGER NOT NULL,
+	first_captured_at DATETIME NOT NULL,
+	last_captured_at DATETIME NOT NULL,
+	observed_cadence_s DOUBLE COMMENT 'median gap between consecutive images (UTC), NULL if < 2 images',
+	cadence_s DOUBLE NOT NULL COMMENT 'cadence used for expected_images',
+	cadence_source VARCHAR(16) NOT NULL COMMENT 'setting | observed | fallback',
+	expected_images DOUBLE NOT NULL COMMENT '86400 / cadence_s',
+	coverage DOUBLE NOT NULL COMMENT 'images_received / expected_images',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	CONSTRAINT pk_capture_summary_daily PRIMARY KEY (day, location_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_capture_summary_daily_location_day ON capture_summary_daily (location_id, day);
+
+CREATE TABLE dim_locations (
+	location_id INTEGER NOT NULL,
+	address VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	address_display VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	city VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	country VARCHAR(100) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	timezone VARCHAR(64) NOT NULL,
+	first_captured_at DATETIME,
+	last_captured_at DATETIME,
+	last_ingested_at DATETIME(6) COMMENT 'UTC',
+	images_total INTEGER NOT NULL,
+	images_distorted INTEGER NOT NULL,
+	is_active INTEGER NOT NULL COMMENT '1 if an image arrived in the last TRAFFIC_ACTIVE_LOCATION_DAYS days',
+	refreshed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	PRIMARY KEY (location_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE traffic_counts_15min (
+	location_id INTEGER NOT NULL,
+	window_start DATETIME NOT NULL COMMENT 'local wall-clock start of the window',
+	traffic_class VARCHAR(16) NOT NULL,
+	model_name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	model_version VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	images_received INTEGER NOT NULL COMMENT 'all images of the window, accepted or distorted',
+	images_accepted INTEGER NOT NULL COMMENT 'accepted images this model processed',
+	images_distorted INTEGER NOT NULL,
+	total_count INTEGER NOT NULL,
+	mean_per_image DOUBLE COMMENT 'total_count / images_accepted; NULL without accepted images',
+	max_per_image INTEGER,
+	share_with_any DOUBLE COMMENT 'share of accepted images with >= 1 of the class',
+	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
+	coverage DOUBLE COMMENT 'images_received / expected_images',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	CONSTRAINT pk_traffic_counts_15min PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_traffic_counts_15min_location_window ON traffic_counts_15min (location_id, window_start);
+
+CREATE TABLE traffic_counts_daily (
+	location_id INTEGER NOT NULL,
+	window_start DATETIME NOT NULL COMMENT 'local wall-clock start of the window',
+	traffic_class VARCHAR(16) NOT NULL,
+	model_name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	model_version VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	images_received INTEGER NOT NULL COMMENT 'all images of the window, accepted or distorted',
+	images_accepted INTEGER NOT NULL COMMENT 'accepted images this model processed',
+	images_distorted INTEGER NOT NULL,
+	total_count INTEGER NOT NULL,
+	mean_per_image DOUBLE COMMENT 'total_count / images_accepted; NULL without accepted images',
+	max_per_image INTEGER,
+	share_with_any DOUBLE COMMENT 'share of accepted images with >= 1 of the class',
+	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
+	coverage DOUBLE COMMENT 'images_received / expected_images',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	CONSTRAINT pk_traffic_counts_daily PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_traffic_counts_daily_location_window ON traffic_counts_daily (location_id, window_start);
+
+CREATE TABLE traffic_counts_hourly (
+	location_id INTEGER NOT NULL,
+	window_start DATETIME NOT NULL COMMENT 'local wall-clock start of the window',
+	traffic_class VARCHAR(16) NOT NULL,
+	model_name VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	model_version VARCHAR(64) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
+	images_received INTEGER NOT NULL COMMENT 'all images of the window, accepted or distorted',
+	images_accepted INTEGER NOT NULL COMMENT 'accepted images this model processed',
+	images_distorted INTEGER NOT NULL,
+	total_count INTEGER NOT NULL,
+	mean_per_image DOUBLE COMMENT 'total_count / images_accepted; NULL without accepted images',
+	max_per_image INTEGER,
+	share_with_any DOUBLE COMMENT 'share of accepted images with >= 1 of the class',
+	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
+	coverage DOUBLE COMMENT 'images_received / expected_images',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	CONSTRAINT pk_traffic_counts_hourly PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_traffic_counts_hourly_location_window ON traffic_counts_hourly (location_id, window_start);

@@ -1,0 +1,2 @@
+"""Dagster definitions: ingest tables as observed sources, reporting assets, checks,
+schedules, sensors and resources. ``definitions.py`` only merges the areas."""

@@ -1,0 +1,1 @@
+"""Assets by subject area; each module sets its own group name."""

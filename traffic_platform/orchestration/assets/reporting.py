@@ -1,0 +1,140 @@
+"""Daily-partitioned reporting tables, filled in the database (see ``sql/aggregation.py``).
+
+``capture_summary_daily`` (images per location-day and the cadence used for expected
+images) is upstream of the three ``traffic_counts_*`` tables; the blocking data-quality
+checks on the ingest data sit on it, so wrong detections stop the counts from being
+published.
+"""
+
+
+import time
+from datetime import UTC, datetime
+
+import dagster as dg
+from sqlalchemy import text
+
+from ..partitions import daily_partitions, partition_bounds
+from ..resources import DatabaseResource
+from ..settings import OrchestrationSettings
+from ..sql.aggregation import ModelKey, replace_capture_summary, replace_counts, reported_models
+from ..sql.tables import WINDOWS, ensure_reporting_tables
+from ..sql.transactions import write_transaction
+from .ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
+
+REPORTING_GROUP = "reporting"
+CAPTURE_SUMMARY = dg.AssetKey(["reporting", "capture_summary_daily"])
+COUNTS_KEYS: dict[str, dg.AssetKey] = {window: dg.AssetKey(["reporting", table]) for window, (table, _) in WINDOWS.items()}
+
+# Run tags that choose the model version to report (e.g. set by the re-detection job or a
+# backfill launched from the UI); both or neither.
+TAG_MODEL_NAME = "traffic/model_name"
+TAG_MODEL_VERSION = "traffic/model_version"
+
+
+class ReportingConfig(dg.Config):
+    """Leave empty to report each capture's ingest model; name both to report another version."""
+
+    model_name: str | None = None
+    model_version: str | None = None
+
+
+def requested_model(context: dg.AssetExecutionContext, config: ReportingConfig) -> ModelKey | None:
+    """The model a run asks for: asset config first, then run tags, else ``None`` (ingest models)."""
+    tags = context.run.tags
+    for name, version, where in (
+        (config.model_name, config.model_version, "config model_name/model_version"),
+        (tags.get(TAG_MODEL_NAME), tags.get(TAG_MODEL_VERSION), f"run tags {TAG_MODEL_NAME}/{TAG_MODEL_VERSION}"),
+    ):
+        if name or version:
+            if not (name and version):
+                raise dg.Failure(f"{where}: give both the model name and the model version, or neither.")
+            return ModelKey(name, version)
+    return None
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+_CONFIG_LOCATIONS = text("SELECT id, address, city, country FROM locations")
+
+
+@dg.asset(
+    key=CAPTURE_SUMMARY,
+    group_name=REPORTING_GROUP,
+    partitions_def=daily_partitions,
+    deps=[CAPTURES, LOCATIONS],
+    kinds={"sql"},
+    description="Per location and local day: images received/accepted/distorted, first and last image, "
+    "the observed median gap between images and the cadence used for expected images "
+    "(TRAFFIC_CAPTURE_CADENCE_S, else observed median, else TRAFFIC_CADENCE_FALLBACK_S), coverage.",
+)
+def capture_summary_daily(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    settings = OrchestrationSettings.from_env()
+    engine = database.get_engine()
+    ensure_reporting_tables(engine)
+    start, end = partition_bounds(context.partition_key)
+    began = time.perf_counter()
+    with write_transaction(engine) as conn:
+        configured: dict[int, float] = {}
+        if settings.capture_cadence_s:
+            for location_id, address, city, country in conn.execute(_CONFIG_LOCATIONS):
+                seconds = settings.cadence_for(address, city, country)
+                if seconds is not None:
+                    configured[int(location_id)] = seconds
+        rows = replace_capture_summary(
+            conn,
+            start,
+            end,
+            configured_cadence=configured,
+            fallback_cadence_s=settings.cadence_fallback_s,
+            computed_at=_utcnow(),
+        )
+    return dg.MaterializeResult(
+        metadata={
+            "rows": dg.MetadataValue.int(rows),
+            "configured_cadences": dg.MetadataValue.int(len(configured)),
+            "seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
+        }
+    )
+
+
+def _counts_asset(window: str) -> dg.AssetsDefinition:
+    table, window_s = WINDOWS[window]
+
+    @dg.asset(
+        key=COUNTS_KEYS[window],
+        group_name=REPORTING_GROUP,
+        partitions_def=daily_partitions,
+        deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS],
+        kinds={"sql"},
+        description=f"{table}: per location × {window} window (local time, {window_s} s) × traffic class × "
+        "model version: images received/accepted/distorted, total count, mean and max per accepted image, "
+        "share of images with at least one, expected images and coverage. Zero-filled for all six classes.",
+        metadata={"table": table, "window_seconds": window_s},
+    )
+    def _asset(context: dg.AssetExecutionContext, config: ReportingConfig, database: DatabaseResource) -> dg.MaterializeResult:
+        engine = database.get_engine()
+        ensure_reporting_tables(engine)
+        start, end = partition_bounds(context.partition_key)
+        began = time.perf_counter()
+        with write_transaction(engine) as conn:
+            models = reported_models(conn, start, end, requested_model(context, config))
+            rows = replace_counts(conn, window, start, end, models, computed_at=_utcnow())
+        if not models:
+            context.log.warning(f"No model has processed any image yet; {table} gets no rows for {context.partition_key}.")
+        return dg.MaterializeResult(
+            metadata={
+                "rows": dg.MetadataValue.int(rows),
+                "models": dg.MetadataValue.json([{"model_name": m.model_name, "model_version": m.model_version} for m in models]),
+                "seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
+            }
+        )
+
+    return _asset
+
+
+traffic_counts_15min = _counts_asset("15min")
+traffic_counts_hourly = _counts_asset("hourly")
+traffic_counts_daily = _counts_asset("daily")
+COUNTS_ASSETS = {"15min": traffic_counts_15min, "hourly": traffic_counts_hourly, "daily": traffic_counts_daily}

@@ -1,0 +1,33 @@
+"""The analysts' views over the reporting tables (``sql/views/*.sql``)."""
+
+
+import dagster as dg
+
+from ..resources import DatabaseResource
+from ..sql.tables import ensure_reporting_tables
+from ..sql.transactions import write_transaction
+from ..sql.views import VIEWS_DIR, apply_views, load_views
+from .ingest_tables import LOCATIONS
+from .locations import LOCATION_DIMENSION, SERVING_GROUP
+from .reporting import CAPTURE_SUMMARY, COUNTS_KEYS
+
+REPORTING_VIEWS = dg.AssetKey(["reporting", "views"])
+
+
+@dg.asset(
+    key=REPORTING_VIEWS,
+    group_name=SERVING_GROUP,
+    deps=[*COUNTS_KEYS.values(), CAPTURE_SUMMARY, LOCATION_DIMENSION, LOCATIONS],
+    kinds={"sql"},
+    description="Creates or replaces the Power BI views from sql/views/*.sql "
+    "(v_traffic_counts_15min/hourly/daily, v_capture_summary_daily, v_locations).",
+)
+def reporting_views(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+    views = load_views()
+    engine = database.get_engine()
+    ensure_reporting_tables(engine)
+    with write_transaction(engine) as conn:
+        names = apply_views(conn, views)
+    return dg.MaterializeResult(
+        metadata={"views": dg.MetadataValue.json(names), "directory": dg.MetadataValue.path(str(VIEWS_DIR))}
+    )

@@ -1,0 +1,1 @@
+"""Asset checks, beside the assets they check (one module per subject)."""

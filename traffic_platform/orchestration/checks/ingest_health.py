@@ -1,0 +1,171 @@
+"""Warning checks on ingest health: duplicates, distorted-rate anomalies, freshness.
+
+They never block the counts (severity WARN): the numbers are still right, but someone
+should look (a camera re-sending, a lens getting dirty, a camera gone quiet).
+"""
+
+
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import Date, DateTime, bindparam, text
+from sqlalchemy.engine import Connection
+
+from ..assets.ingest_tables import CAPTURES, LOCATIONS
+from ..assets.reporting import CAPTURE_SUMMARY
+from ..partitions import daily_partitions, partition_day
+from ..resources import DatabaseResource
+from ..settings import OrchestrationSettings
+from .ingest_quality import SAMPLE, partition_params
+from .stats import robust_z
+
+DISTORTED_RATE_FLOOR = 0.02  # two percentage points: below this a rate change is noise
+
+
+def _warn(passed: bool, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in metadata.items()},
+    )
+
+
+# -- duplicates -----------------------------------------------------------------------
+
+_DUPLICATES = """
+FROM captures c
+WHERE c.captured_at >= :start AND c.captured_at < :end AND EXISTS (
+    SELECT 1 FROM captures o WHERE o.content_sha256 = c.content_sha256 AND o.capture_id <> c.capture_id
+)
+"""
+
+
+def check_duplicates(conn: Connection, partition_key: str) -> dg.AssetCheckResult:
+    params = partition_params(partition_key)
+    duplicated = int(conn.execute(text(f"SELECT COUNT(*) {_DUPLICATES}").bindparams(*params)).scalar() or 0)
+    hashes = int(conn.execute(text(f"SELECT COUNT(DISTINCT c.content_sha256) {_DUPLICATES}").bindparams(*params)).scalar() or 0)
+    sample = [
+        {"capture_id": r[0], "file_name": r[1], "content_sha256": r[2]}
+        for r in conn.execute(
+            text(f"SELECT c.capture_id, c.file_name, c.content_sha256 {_DUPLICATES} ORDER BY c.content_sha256, c.capture_id LIMIT :sample").bindparams(
+                *params, bindparam("sample", SAMPLE)
+            )
+        )
+    ] if duplicated else []
+    return _warn(duplicated == 0, {"captures_sharing_content": duplicated, "distinct_hashes": hashes, "sample": sample})
+
+
+@dg.asset_check(
+    asset=CAPTURE_SUMMARY,
+    name="no_duplicate_content",
+    partitions_def=daily_partitions,
+    additional_deps=[CAPTURES],
+    description="No capture of the day has the same image bytes (content_sha256) as another capture.",
+)
+def no_duplicate_content(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_duplicates(conn, context.partition_key)
+
+
+# -- distorted-rate anomaly -------------------------------------------------------------
+
+_SUMMARY_HISTORY = text(
+    "SELECT location_id, day, images_received, images_distorted FROM capture_summary_daily"
+    " WHERE day >= :first AND day <= :day ORDER BY location_id, day"
+)
+
+
+def check_distorted_rate(conn: Connection, partition_key: str, settings: OrchestrationSettings) -> dg.AssetCheckResult:
+    """Flag locations whose distorted share of the day is ``z > TRAFFIC_ANOMALY_Z`` above their history."""
+    day = partition_day(partition_key)
+    first = day - timedelta(days=settings.anomaly_history_days)
+    rates: dict[int, dict[Any, float]] = defaultdict(dict)
+    for location_id, row_day, received, distorted in conn.execute(
+        _SUMMARY_HISTORY.bindparams(bindparam("first", first, type_=Date), bindparam("day", day, type_=Date))
+    ):
+        if received:
+            rates[int(location_id)][str(row_day)[:10]] = distorted / received
+    flagged, scored, too_short = [], 0, 0
+    for location_id, by_day in sorted(rates.items()):
+        today = by_day.pop(day.isoformat(), None)
+        if today is None:
+            continue
+        if len(by_day) < settings.anomaly_min_history_days:
+            too_short += 1
+            continue
+        scored += 1
+        score = robust_z(today, list(by_day.values()), floor=DISTORTED_RATE_FLOOR)
+        if score.z > settings.anomaly_z:
+            flagged.append({"location_id": location_id, **score.as_dict()})
+    return _warn(
+        not flagged,
+        {
+            "locations_scored": scored,
+            "locations_with_short_history": too_short,
+            "threshold_z": settings.anomaly_z,
+            "anomalies": flagged,
+        },
+    )
+
+
+@dg.asset_check(
+    asset=CAPTURE_SUMMARY,
+    name="distorted_rate_anomaly",
+    partitions_def=daily_partitions,
+    description="A location's share of distorted images today is not far above its own history: robust z = "
+    "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
+    "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
+)
+def distorted_rate_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_distorted_rate(conn, context.partition_key, OrchestrationSettings.from_env())
+
+
+# -- freshness ------------------------------------------------------------------------
+
+_LAST_INGEST = text(
+    """
+SELECT l.id, l.address_display, l.city, l.country, MAX(c.ingested_at) AS last_ingested
+FROM captures c JOIN locations l ON l.id = c.location_id
+WHERE c.ingested_at >= :active_since
+GROUP BY l.id, l.address_display, l.city, l.country
+ORDER BY l.id
+"""
+).columns(last_ingested=DateTime)
+
+
+def check_freshness(conn: Connection, settings: OrchestrationSettings, now: datetime | None = None) -> dg.AssetCheckResult:
+    """Warn about active locations (an image in the last N days) silent for longer than the limit."""
+    now = now or datetime.now(UTC).replace(tzinfo=None)
+    active_since = now - timedelta(days=settings.active_location_days)
+    stale, active = [], 0
+    for location_id, address, city, country, last in conn.execute(
+        _LAST_INGEST.bindparams(bindparam("active_since", active_since, type_=DateTime))
+    ):
+        active += 1
+        age = (now - last).total_seconds()
+        if age > settings.freshness_max_age_s:
+            stale.append({"location_id": int(location_id), "location": f"{address}, {city}, {country}",
+                          "last_ingested_at": last.isoformat(), "age_s": round(age)})
+    return _warn(
+        not stale,
+        {"active_locations": active, "stale_locations": len(stale), "max_age_s": settings.freshness_max_age_s,
+         "stale": sorted(stale, key=lambda s: -s["age_s"])[:50]},
+    )
+
+
+@dg.asset_check(
+    asset=CAPTURES,
+    name="captures_fresh_per_location",
+    additional_deps=[LOCATIONS],
+    description="Every active location (an image in the last TRAFFIC_ACTIVE_LOCATION_DAYS days) sent an image "
+    "within TRAFFIC_FRESHNESS_MAX_AGE_S (30 min) of now (by ingested_at, UTC).",
+)
+def captures_fresh_per_location(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_freshness(conn, OrchestrationSettings.from_env())
+
+
+INGEST_HEALTH_CHECKS = [no_duplicate_content, distorted_rate_anomaly, captures_fresh_per_location]

@@ -1,0 +1,231 @@
+"""Blocking checks on a partition's ingest data, run on ``capture_summary_daily``.
+
+If any fails (severity ERROR), the ``traffic_counts_*`` tables of that run are not
+materialised: wrong detections are never published as counts. Each check reads only the
+partition's captures (local day of ``captured_at``) and their detections/counts, except
+the orphan check, which must scan whole tables (an orphan has no capture date).
+"""
+
+
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import DateTime, Float, bindparam, text
+from sqlalchemy.engine import Connection
+
+from ...domain.classes import TRAFFIC_CLASSES
+from ..assets.ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
+from ..assets.reporting import CAPTURE_SUMMARY
+from ..partitions import daily_partitions, partition_bounds
+from ..resources import DatabaseResource
+
+SAMPLE = 5  # offending rows shown in the check's metadata
+# Boxes are clipped to the image; float32 storage (MySQL FLOAT) may move an edge by < 0.001 px.
+BOX_TOLERANCE_PX = 0.01
+
+_IN_PARTITION = "c.captured_at >= :start AND c.captured_at < :end"
+
+
+def partition_params(partition_key: str) -> list:
+    start, end = partition_bounds(partition_key)
+    return [bindparam("start", start, type_=DateTime), bindparam("end", end, type_=DateTime)]
+
+
+def _classes_param() -> Any:
+    return bindparam("classes", list(TRAFFIC_CLASSES), expanding=True)
+
+
+def _scalar(conn: Connection, sql: str, params: list) -> int:
+    return int(conn.execute(text(sql).bindparams(*params)).scalar() or 0)
+
+
+def _rows(conn: Connection, sql: str, params: list) -> list[dict[str, Any]]:
+    """At most ``SAMPLE`` rows of ``sql`` (which ends in ``LIMIT :sample``), JSON-ready."""
+    params = [*params, bindparam("sample", SAMPLE)]
+    return [{k: (v if isinstance(v, (int, float, str)) or v is None else str(v)) for k, v in row.items()}
+            for row in conn.execute(text(sql).bindparams(*params)).mappings()]
+
+
+def _result(passed: bool, metadata: dict[str, Any]) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=passed,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={k: (dg.MetadataValue.json(v) if isinstance(v, (list, dict)) else v) for k, v in metadata.items()},
+    )
+
+
+# -- detection rows: scores, boxes, classes (one scan of the day's detections) -------------
+
+_SCORE_BAD = "(d.score IS NULL OR d.score < 0 OR d.score > 1)"
+_BOX_BAD = (
+    "(c.width IS NULL OR c.height IS NULL OR d.x1 < -:tol OR d.y1 < -:tol"
+    " OR d.x2 > c.width + :tol OR d.y2 > c.height + :tol OR d.x2 <= d.x1 OR d.y2 <= d.y1)"
+)
+_CLASS_BAD = "(d.traffic_class NOT IN :classes)"
+_DAY_DETECTIONS = f"FROM detections d JOIN captures c ON c.capture_id = d.capture_id WHERE {_IN_PARTITION}"
+_ROW_FIGURES = (
+    f"SELECT COUNT(*), SUM(CASE WHEN {_SCORE_BAD} THEN 1 ELSE 0 END), SUM(CASE WHEN {_BOX_BAD} THEN 1 ELSE 0 END),"
+    f" SUM(CASE WHEN {_CLASS_BAD} THEN 1 ELSE 0 END) {_DAY_DETECTIONS}"
+)
+
+
+def check_detection_rows(conn: Connection, partition_key: str) -> dict[str, dg.AssetCheckResult]:
+    """Scores in [0, 1], boxes inside the image and non-degenerate, classes among the six."""
+    params = [*partition_params(partition_key), bindparam("tol", BOX_TOLERANCE_PX, type_=Float), _classes_param()]
+    checked, bad_scores, bad_boxes, bad_classes = (int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params)).one())
+    bad_count_rows = _scalar(
+        conn,
+        f"SELECT COUNT(*) FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id WHERE {_IN_PARTITION} AND k.traffic_class NOT IN :classes",
+        [*partition_params(partition_key), _classes_param()],
+    )
+    score_params = partition_params(partition_key)
+    box_params = [*partition_params(partition_key), bindparam("tol", BOX_TOLERANCE_PX, type_=Float)]
+    class_params = [*partition_params(partition_key), _classes_param()]
+    return {
+        "detection_scores_in_range": _result(bad_scores == 0, {
+            "detections_checked": checked, "scores_outside_0_1": bad_scores,
+            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.model_version, d.score {_DAY_DETECTIONS} AND {_SCORE_BAD} ORDER BY d.id LIMIT :sample", score_params) if bad_scores else [],
+        }),
+        "detection_boxes_valid": _result(bad_boxes == 0, {
+            "detections_checked": checked, "bad_boxes": bad_boxes, "tolerance_px": BOX_TOLERANCE_PX,
+            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.x1, d.y1, d.x2, d.y2, c.width, c.height {_DAY_DETECTIONS} AND {_BOX_BAD} ORDER BY d.id LIMIT :sample", box_params) if bad_boxes else [],
+        }),
+        "traffic_classes_allowed": _result(bad_classes == 0 and bad_count_rows == 0, {
+            "allowed": list(TRAFFIC_CLASSES), "detections_checked": checked,
+            "detections_with_other_class": bad_classes, "count_rows_with_other_class": bad_count_rows,
+            "other_classes": _rows(conn, f"SELECT d.traffic_class, COUNT(*) AS n {_DAY_DETECTIONS} AND {_CLASS_BAD} GROUP BY d.traffic_class ORDER BY d.traffic_class LIMIT :sample", class_params) if bad_classes else [],
+        }),
+    }
+
+
+_ROW_CHECKS = {
+    "detection_scores_in_range": "Every detection score of the day is within [0, 1].",
+    "detection_boxes_valid": "Every box of the day lies inside its image (± 0.01 px) and has positive width and height.",
+    "traffic_classes_allowed": "Detections and counts of the day use only car, truck, bus, person, bicycle, motorcycle.",
+}
+
+
+@dg.multi_asset_check(
+    name="detection_row_checks",
+    specs=[
+        dg.AssetCheckSpec(name, asset=CAPTURE_SUMMARY, description=description, blocking=True,
+                          partitions_def=daily_partitions, additional_deps=[DETECTIONS, CAPTURES, CAPTURE_COUNTS])
+        for name, description in _ROW_CHECKS.items()
+    ],
+    description="Scores, boxes and classes of the day's detections, in one scan.",
+)
+def detection_row_checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
+    with database.get_engine().connect() as conn:
+        results = check_detection_rows(conn, context.partition_key)
+    for name, result in results.items():
+        yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
+                                  severity=result.severity, metadata=result.metadata)
+
+
+# -- counts reconcile with detections ---------------------------------------------------
+
+# A count row disagrees with the number of its class's detections (index lookups per row).
+_COUNT_MISMATCH = f"""
+FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id
+WHERE {_IN_PARTITION} AND k.count <> (
+    SELECT COUNT(*) FROM detections d
+    WHERE d.capture_id = k.capture_id AND d.model_name = k.model_name AND d.model_version = k.model_version
+      AND d.traffic_class = k.traffic_class
+)
+"""
+# Per (capture, model): how many of the six classes have a row, and the counts' sum.
+_COUNT_GROUPS = f"""
+SELECT COUNT(*), SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.total) FROM (
+    SELECT k.capture_id, k.model_name, k.model_version, SUM(k.count) AS total,
+           SUM(CASE WHEN k.traffic_class IN :classes THEN 1 ELSE 0 END) AS n_allowed
+    FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id
+    WHERE {_IN_PARTITION}
+    GROUP BY k.capture_id, k.model_name, k.model_version
+) x
+"""
+_ACCEPTED_WITHOUT_INGEST_COUNTS = f"""
+SELECT COUNT(*) FROM captures c
+WHERE {_IN_PARTITION} AND c.status = 'accepted' AND NOT EXISTS (
+    SELECT 1 FROM capture_counts k
+    WHERE k.capture_id = c.capture_id AND k.model_name = c.model_name AND k.model_version = c.model_version
+)
+"""
+
+
+def check_reconcile(conn: Connection, partition_key: str) -> dg.AssetCheckResult:
+    """Counts equal detections per (capture, model, class), exactly.
+
+    Every count row is compared with its detections; then, once no row disagrees, the
+    day's detections equal the sum of its counts exactly when no detection lacks a count row
+    (so that side needs only two totals, not a second row-by-row join).
+    """
+    params = partition_params(partition_key)
+    mismatched = _scalar(conn, f"SELECT COUNT(*) {_COUNT_MISMATCH}", params)
+    sample = (
+        _rows(conn, f"SELECT k.capture_id, k.model_version, k.traffic_class, k.count AS stored {_COUNT_MISMATCH} ORDER BY k.capture_id, k.traffic_class LIMIT :sample", params)
+        if mismatched
+        else []
+    )
+    pairs, incomplete, counted = conn.execute(
+        text(_COUNT_GROUPS).bindparams(*params, _classes_param(), bindparam("n_classes", len(TRAFFIC_CLASSES)))
+    ).one()
+    detected = _scalar(conn, f"SELECT COUNT(*) {_DAY_DETECTIONS}", params)
+    figures = {
+        "capture_model_pairs": int(pairs or 0),
+        "count_rows_not_matching_detections": mismatched,
+        "detections": detected,
+        "sum_of_counts": int(counted or 0),
+        "capture_models_without_all_six_classes": int(incomplete or 0),
+        "accepted_captures_without_ingest_counts": _scalar(conn, _ACCEPTED_WITHOUT_INGEST_COUNTS, params),
+    }
+    passed = (mismatched == 0 and detected == figures["sum_of_counts"] and figures["capture_models_without_all_six_classes"] == 0
+              and figures["accepted_captures_without_ingest_counts"] == 0)
+    return _result(passed, {**figures, "sample": sample})
+
+
+@dg.asset_check(
+    asset=CAPTURE_SUMMARY,
+    name="counts_reconcile_with_detections",
+    blocking=True,
+    partitions_def=daily_partitions,
+    additional_deps=[DETECTIONS, CAPTURE_COUNTS],
+    description="For every capture of the day and model version, each class count equals the number of its "
+    "detections, all six classes are present, and every accepted capture has its ingest model's counts.",
+)
+def counts_reconcile_with_detections(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_reconcile(conn, context.partition_key)
+
+
+# -- orphans --------------------------------------------------------------------------
+
+_ORPHANS = {
+    "detections_without_capture": "SELECT COUNT(*) FROM detections d LEFT JOIN captures c ON c.capture_id = d.capture_id WHERE c.capture_id IS NULL",
+    "counts_without_capture": "SELECT COUNT(*) FROM capture_counts k LEFT JOIN captures c ON c.capture_id = k.capture_id WHERE c.capture_id IS NULL",
+    "captures_without_location": "SELECT COUNT(*) FROM captures c LEFT JOIN locations l ON l.id = c.location_id WHERE l.id IS NULL",
+}
+
+
+def check_orphans(conn: Connection) -> dg.AssetCheckResult:
+    figures = {name: _scalar(conn, sql, []) for name, sql in _ORPHANS.items()}
+    return _result(all(v == 0 for v in figures.values()), figures)
+
+
+@dg.asset_check(
+    asset=CAPTURE_SUMMARY,
+    name="no_orphans",
+    blocking=True,
+    partitions_def=daily_partitions,
+    additional_deps=[DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS],
+    description="No detection or count row without its capture, no capture without its location (whole tables).",
+)
+def no_orphans(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_orphans(conn)
+
+
+INGEST_QUALITY_CHECKS = [
+    detection_row_checks,
+    counts_reconcile_with_detections,
+    no_orphans,
+]

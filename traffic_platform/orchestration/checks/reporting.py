@@ -1,0 +1,189 @@
+"""Checks on the published counts: they reconcile with the ingest tables (blocking) and
+daily totals are not anomalous against each location's history (warning)."""
+
+
+from collections import defaultdict
+from datetime import timedelta
+from statistics import median
+from typing import Any
+
+import dagster as dg
+from sqlalchemy import DateTime, bindparam, text
+from sqlalchemy.engine import Connection
+
+from ...domain.classes import TRAFFIC_CLASSES
+from ..assets.reporting import COUNTS_KEYS
+from ..partitions import daily_partitions, partition_bounds, partition_day
+from ..resources import DatabaseResource
+from ..settings import OrchestrationSettings
+from ..sql.tables import WINDOWS
+from .ingest_quality import partition_params
+from .stats import robust_z
+
+# -- reconcile ------------------------------------------------------------------------
+
+# Fixed per table: identifiers come only from WINDOWS.
+_TABLE_TOTALS = (
+    "SELECT model_name, model_version, traffic_class, COUNT(*) AS n_rows, SUM(total_count) AS total,"
+    " SUM(images_received) AS received, SUM(images_accepted) AS accepted, SUM(images_distorted) AS distorted"
+    " FROM {table} WHERE window_start >= :start AND window_start < :end"
+    " GROUP BY model_name, model_version, traffic_class"
+)
+_TABLE_GROUPS_NOT_SIX = (
+    "SELECT COUNT(*) FROM (SELECT location_id, window_start, model_name, model_version, COUNT(*) AS n"
+    " FROM {table} WHERE window_start >= :start AND window_start < :end AND traffic_class IN :classes"
+    " GROUP BY location_id, window_start, model_name, model_version) x WHERE x.n <> :n_classes"
+)
+# The ingest side, from capture_counts (which the blocking check upstream proved equal to
+# the detections): per model and class, the sum of counts and the images with a row.
+_COUNTED = text(
+    "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*) FROM capture_counts k"
+    " JOIN captures c ON c.capture_id = k.capture_id"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted'"
+    " GROUP BY k.model_name, k.model_version, k.traffic_class"
+)
+_CAPTURED = text(
+    "SELECT COUNT(*), SUM(CASE WHEN c.status = 'distorted' THEN 1 ELSE 0 END) FROM captures c"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end"
+)
+_INGEST_MODELS = text(
+    "SELECT DISTINCT c.model_name, c.model_version FROM captures c"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted' AND c.model_name IS NOT NULL"
+)
+
+
+def check_counts_reconcile(conn: Connection, window: str, partition_key: str) -> dg.AssetCheckResult:
+    """The partition's rows of one counts table add up to the ingest tables, per model and class."""
+    table, _ = WINDOWS[window]
+    params = partition_params(partition_key)
+    counted: dict[tuple[str, str, str], tuple[int, int]] = {
+        (m, v, c): (int(total or 0), int(images)) for m, v, c, total, images in conn.execute(_COUNTED.bindparams(*params))
+    }
+    processed = {(m, v) for (m, v, _) in counted}
+    captured, distorted = conn.execute(_CAPTURED.bindparams(*params)).one()
+    captured, distorted = int(captured or 0), int(distorted or 0)
+    problems: list[dict[str, Any]] = []
+    models: set[tuple[str, str]] = set()
+    for row in conn.execute(text(_TABLE_TOTALS.format(table=table)).bindparams(*params)).mappings():
+        model = (row["model_name"], row["model_version"])
+        models.add(model)
+        expected = {
+            "total": counted.get((*model, row["traffic_class"]), (0, 0))[0],
+            "received": captured,
+            "distorted": distorted,
+            "accepted": counted.get((*model, row["traffic_class"]), (0, 0))[1],
+        }
+        for field, want in expected.items():
+            if int(row[field] or 0) != want:
+                problems.append({"model": f"{model[0]}@{model[1]}", "class": row["traffic_class"], "field": field,
+                                 "table": int(row[field] or 0), "ingest": want})
+    groups_not_six = int(
+        conn.execute(
+            text(_TABLE_GROUPS_NOT_SIX.format(table=table)).bindparams(
+                *params, bindparam("classes", list(TRAFFIC_CLASSES), expanding=True), bindparam("n_classes", len(TRAFFIC_CLASSES))
+            )
+        ).scalar()
+        or 0
+    )
+    ingest_models = {(m, v) for m, v in conn.execute(_INGEST_MODELS.bindparams(*params))}
+    missing_ingest = sorted(f"{m}@{v}" for m, v in ingest_models - models)
+    if captured and not models:
+        missing_ingest = missing_ingest or ["(no rows at all for a day with captures)"]
+    other_models = sorted(f"{m}@{v}" for m, v in processed - models - ingest_models)
+    return dg.AssetCheckResult(
+        passed=not problems and groups_not_six == 0 and not missing_ingest,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "models_in_table": dg.MetadataValue.json(sorted(f"{m}@{v}" for m, v in models)),
+            "captures": captured,
+            "mismatches": len(problems),
+            "windows_without_six_classes": groups_not_six,
+            "sample": dg.MetadataValue.json(problems[:10]),
+            "ingest_models_missing": dg.MetadataValue.json(missing_ingest),
+            "other_models_not_reported": dg.MetadataValue.json(other_models),
+        },
+    )
+
+
+def _reconcile_check(window: str) -> dg.AssetChecksDefinition:
+    table, _ = WINDOWS[window]
+
+    @dg.asset_check(
+        asset=COUNTS_KEYS[window],
+        name=f"{table}_reconcile",
+        blocking=True,
+        partitions_def=daily_partitions,
+        description=f"Per model version and class, the day's {table} rows add up exactly to the ingest tables "
+        "(total_count = counts of accepted captures, which the upstream blocking check equates with the "
+        "detections; images received/distorted/accepted = captures of the day) and every (location, window, "
+        "model) has all six classes.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+        with database.get_engine().connect() as conn:
+            return check_counts_reconcile(conn, window, context.partition_key)
+
+    return _check
+
+
+RECONCILE_CHECKS = [_reconcile_check(window) for window in WINDOWS]
+
+# -- count anomaly --------------------------------------------------------------------
+
+_DAILY_TOTALS = text(
+    "SELECT location_id, model_name, model_version, window_start, SUM(total_count) FROM traffic_counts_daily"
+    " WHERE window_start >= :first AND window_start < :end"
+    " GROUP BY location_id, model_name, model_version, window_start"
+)
+
+
+def check_count_anomaly(conn: Connection, partition_key: str, settings: OrchestrationSettings) -> dg.AssetCheckResult:
+    """Flag (location, model) whose day total is ``|z| > TRAFFIC_ANOMALY_Z`` off its own history."""
+    start, end = partition_bounds(partition_key)
+    first = start - timedelta(days=settings.anomaly_history_days)
+    totals: dict[tuple[int, str, str], dict[str, float]] = defaultdict(dict)
+    for location_id, model_name, model_version, window_start, total in conn.execute(
+        _DAILY_TOTALS.bindparams(bindparam("first", first, type_=DateTime), bindparam("end", end, type_=DateTime))
+    ):
+        totals[(int(location_id), model_name, model_version)][str(window_start)[:10]] = float(total or 0)
+    today_key = partition_day(partition_key).isoformat()
+    flagged, scored, too_short = [], 0, 0
+    for (location_id, model_name, model_version), by_day in sorted(totals.items()):
+        today = by_day.pop(today_key, None)
+        if today is None:
+            continue
+        if len(by_day) < settings.anomaly_min_history_days:
+            too_short += 1
+            continue
+        scored += 1
+        history = list(by_day.values())
+        centre = median(history)
+        # Counts are roughly Poisson: never call a deviation below ~sqrt(median) anomalous.
+        score = robust_z(today, history, floor=max(1.0, centre**0.5))
+        if abs(score.z) > settings.anomaly_z:
+            flagged.append({"location_id": location_id, "model": f"{model_name}@{model_version}", **score.as_dict()})
+    return dg.AssetCheckResult(
+        passed=not flagged,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "series_scored": scored,
+            "series_with_short_history": too_short,
+            "threshold_z": settings.anomaly_z,
+            "anomalies": dg.MetadataValue.json(flagged),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=COUNTS_KEYS["daily"],
+    name="daily_count_anomaly",
+    partitions_def=daily_partitions,
+    description="Each location's total road users of the day (per model version) is not far from its own "
+    "history: robust z = (total - median) / max(1.4826·MAD, sqrt(median), 1) over the previous "
+    "TRAFFIC_ANOMALY_HISTORY_DAYS (28) materialised days, needs >= 7 days, warns when |z| > 4.",
+)
+def daily_count_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+    with database.get_engine().connect() as conn:
+        return check_count_anomaly(conn, context.partition_key, OrchestrationSettings.from_env())
+
+
+REPORTING_CHECKS = [*RECONCILE_CHECKS, daily_count_anomaly]

@@ -1,0 +1,66 @@
+"""Schedules (UTC): today's partition every 15 minutes, yesterday's once more at night,
+the ingest observation every 15 minutes and the serving tables hourly."""
+
+
+from datetime import timedelta
+
+import dagster as dg
+
+from .jobs import ingest_observation_job, reporting_daily_job, reporting_run_request, serving_job
+from .partitions import daily_partitions, in_partitions, partition_key_for
+
+TAG_TRIGGER = "traffic/trigger"
+
+
+def _request_day(context: dg.ScheduleEvaluationContext, days_back: int, trigger: str) -> dg.RunRequest | dg.SkipReason:
+    day = context.scheduled_execution_time.date() - timedelta(days=days_back)
+    key = partition_key_for(day)
+    if not in_partitions(day, context.scheduled_execution_time.date()):
+        return dg.SkipReason(f"partition {key} is outside the partitions (starts {daily_partitions.start:%Y-%m-%d}).")
+    return reporting_run_request(key, tags={TAG_TRIGGER: trigger})
+
+
+@dg.schedule(
+    name="reporting_current_day_every_15_min",
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    job=reporting_daily_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Rebuild today's partition (UTC date) every 15 minutes so counts are at most ~15 min behind.",
+)
+def reporting_current_day(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    return _request_day(context, 0, "current_day")
+
+
+@dg.schedule(
+    name="reporting_nightly_finalisation",
+    cron_schedule="30 3 * * *",
+    execution_timezone="UTC",
+    job=reporting_daily_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="At 03:30 UTC rebuild yesterday's partition with everything that arrived by then (European "
+    "and Asian local days are over). Later arrivals are picked up by the late-captures sensor.",
+)
+def reporting_nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    return _request_day(context, 1, "nightly")
+
+
+ingest_observation_schedule = dg.ScheduleDefinition(
+    name="ingest_observation_every_15_min",
+    cron_schedule="*/15 * * * *",
+    execution_timezone="UTC",
+    job=ingest_observation_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Observe the ingest tables and run the per-location freshness check.",
+)
+
+serving_schedule = dg.ScheduleDefinition(
+    name="serving_hourly",
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    job=serving_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Refresh dim_locations (activity flags) and re-apply the views every hour.",
+)
+
+SCHEDULES = [reporting_current_day, reporting_nightly, ingest_observation_schedule, serving_schedule]

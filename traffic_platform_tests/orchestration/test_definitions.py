@@ -1,0 +1,125 @@
+"""The code location loads: in-process, with the Dagster CLI, and in the real web UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPECTED_ASSETS = {
+    ("ingest", "locations"), ("ingest", "captures"), ("ingest", "detections"), ("ingest", "capture_counts"),
+    ("reporting", "capture_summary_daily"), ("reporting", "traffic_counts_15min"), ("reporting", "traffic_counts_hourly"),
+    ("reporting", "traffic_counts_daily"), ("reporting", "dim_locations"), ("reporting", "views"),
+}
+BLOCKING_CHECKS = {"detection_scores_in_range", "detection_boxes_valid", "traffic_classes_allowed",
+                   "counts_reconcile_with_detections", "no_orphans", "traffic_counts_15min_reconcile",
+                   "traffic_counts_hourly_reconcile", "traffic_counts_daily_reconcile"}
+WARNING_CHECKS = {"no_duplicate_content", "distorted_rate_anomaly", "daily_count_anomaly", "captures_fresh_per_location"}
+SCHEDULES = {"reporting_current_day_every_15_min", "reporting_nightly_finalisation", "ingest_observation_every_15_min", "serving_hourly"}
+SENSORS = {"late_captures_sensor"}
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAFFIC_")}
+    env.update(DAGSTER_HOME=str(tmp_path / "dagster_home"), TRAFFIC_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    return env
+
+
+def test_definitions_load():
+    from traffic_platform.orchestration.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    assert {tuple(k.path) for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
+    checks = {k.name: k for k in graph.asset_check_keys}
+    assert set(checks) == BLOCKING_CHECKS | WARNING_CHECKS
+    for name in BLOCKING_CHECKS:
+        assert graph.get_check_spec(checks[name]).blocking, name
+    for name in WARNING_CHECKS:
+        assert not graph.get_check_spec(checks[name]).blocking, name
+    assert {s.name for s in defs.schedules} == SCHEDULES
+    assert {s.name for s in defs.sensors} == SENSORS
+
+
+def test_dagster_cli_validates_the_workspace(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _restore_default_signals() -> None:  # runs in the child before exec
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"}, method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = json.load(response)
+    assert "errors" not in body, body
+    return body["data"]
+
+
+@pytest.mark.slow
+def test_web_ui_serves_assets_checks_schedules_and_sensors(tmp_path):
+    port = _free_port()
+    log = open(tmp_path / "dagster_dev.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT, env=_env(tmp_path), stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=_restore_default_signals,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5):
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text(errors="replace")
+                assert time.monotonic() < deadline, "dagster dev did not come up in 180 s"
+                time.sleep(1)
+        data = _graphql(
+            port,
+            "{ assetNodes { assetKey { path } assetChecksOrError { ... on AssetChecks { checks { name blocking } } } }"
+            " repositoriesOrError { ... on RepositoryConnection { nodes { schedules { name } sensors { name } } } } }",
+        )
+        assert {tuple(n["assetKey"]["path"]) for n in data["assetNodes"]} == EXPECTED_ASSETS
+        checks = {c["name"]: c["blocking"] for n in data["assetNodes"] for c in n["assetChecksOrError"]["checks"]}
+        assert checks == {**{c: True for c in BLOCKING_CHECKS}, **{c: False for c in WARNING_CHECKS}}
+        (repo,) = data["repositoriesOrError"]["nodes"]
+        assert {s["name"] for s in repo["schedules"]} == SCHEDULES
+        assert {s["name"] for s in repo["sensors"]} == SENSORS
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        log.close()
+    assert proc.returncode is not None

@@ -1,0 +1,48 @@
+"""The checked-in SQL matches the code, and the view files follow their contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from traffic_platform.orchestration.sql.tables import (
+    ensure_reporting_tables,
+    metadata,
+    render_mysql_ddl,
+)
+from traffic_platform.orchestration.sql.views import VIEWS_DIR, load_views
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_reporting_ddl_file_matches_the_metadata():
+    path = ROOT / "sql" / "reporting_tables.mysql.sql"
+    assert path.read_text(encoding="utf-8") == render_mysql_ddl(), (
+        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql"
+    )
+
+
+def test_tables_are_created_once_and_match(engine):
+    ensure_reporting_tables(engine)
+    ensure_reporting_tables(engine)  # checkfirst: a second call changes nothing
+    found = inspect(engine)
+    for table in metadata.sorted_tables:
+        assert {c["name"] for c in found.get_columns(table.name)} == set(table.c.keys())
+
+
+def test_view_files():
+    views = load_views()
+    assert VIEWS_DIR == ROOT / "sql" / "views"
+    assert {v.name for v in views} >= {"v_traffic_counts_15min", "v_traffic_counts_hourly", "v_traffic_counts_daily",
+                                       "v_capture_summary_daily", "v_locations"}
+
+
+def test_bad_view_file_is_refused(tmp_path):
+    (tmp_path / "v_x.sql").write_text("CREATE OR REPLACE VIEW v_y AS SELECT 1;")
+    with pytest.raises(ValueError, match="v_x"):
+        load_views(tmp_path)
+    (tmp_path / "v_x.sql").write_text("CREATE OR REPLACE VIEW v_x AS SELECT 1; DROP TABLE captures;")
+    with pytest.raises(ValueError, match="one statement"):
+        load_views(tmp_path)
