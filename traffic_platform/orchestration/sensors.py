@@ -1,6 +1,7 @@
 """Sensors: re-materialise reporting partitions touched by late-arriving captures.
 
-Rule: every capture newly ingested since the cursor (``captures.ingested_at``, ties
+Rule: every capture newly stored since the cursor (``captures.stored_at``: rows are written
+asynchronously, so ``ingested_at`` could land behind the cursor; ties
 broken by ``capture_id``) touches the partition of its local ``captured_at`` date. Days
 before today (UTC) are requested, once per sensor tick and day; today and later are left
 to the 15-minute schedule. On its first tick the sensor starts at the newest capture
@@ -25,23 +26,23 @@ from .schedules import TAG_TRIGGER
 
 BATCH = 50_000  # captures read per tick; more are picked up by the next tick
 
-_NEWEST = text("SELECT capture_id, ingested_at FROM captures ORDER BY ingested_at DESC, capture_id DESC LIMIT 1").columns(
-    ingested_at=DateTime
+_NEWEST = text("SELECT capture_id, stored_at FROM captures ORDER BY stored_at DESC, capture_id DESC LIMIT 1").columns(
+    stored_at=DateTime
 )
 _SINCE = text(
-    "SELECT capture_id, ingested_at, captured_at FROM captures"
-    " WHERE ingested_at > :after OR (ingested_at = :after AND capture_id > :after_id)"
-    " ORDER BY ingested_at, capture_id LIMIT :batch"
-).columns(ingested_at=DateTime, captured_at=DateTime)
+    "SELECT capture_id, stored_at, captured_at FROM captures"
+    " WHERE stored_at > :after OR (stored_at = :after AND capture_id > :after_id)"
+    " ORDER BY stored_at, capture_id LIMIT :batch"
+).columns(stored_at=DateTime, captured_at=DateTime)
 
 
-def _encode(ingested_at: datetime, capture_id: str) -> str:
-    return json.dumps({"ingested_at": ingested_at.isoformat(), "capture_id": capture_id})
+def _encode(stored_at: datetime, capture_id: str) -> str:
+    return json.dumps({"stored_at": stored_at.isoformat(), "capture_id": capture_id})
 
 
 def _decode(cursor: str) -> tuple[datetime, str]:
     data = json.loads(cursor)
-    return datetime.fromisoformat(data["ingested_at"]), str(data["capture_id"])
+    return datetime.fromisoformat(data["stored_at"]), str(data["capture_id"])
 
 
 def late_capture_requests(database: DatabaseResource, cursor: str | None, today: date) -> tuple[list[dg.RunRequest], str | None, dict]:
@@ -77,7 +78,7 @@ def late_capture_requests(database: DatabaseResource, cursor: str | None, today:
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Re-materialise the reporting partitions (local days before today) that newly ingested "
-    "captures fall into; cursor on captures.ingested_at.",
+    "captures fall into; cursor on captures.stored_at.",
 )
 def late_captures_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     today = datetime.now(UTC).date()

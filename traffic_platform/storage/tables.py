@@ -75,6 +75,17 @@ def timestamp_us() -> DateTime:
     return DateTime().with_variant(mysql.DATETIME(fsp=6), *_MYSQL)
 
 
+def plain_datetime() -> DateTime:
+    """A naive timestamp to the second (``DATETIME`` on MySQL, spelled out: importing Dagster
+    otherwise turns every generic ``DateTime`` into ``DATETIME(6)`` process-wide)."""
+    return DateTime().with_variant(mysql.DATETIME(), *_MYSQL)
+
+
+def real() -> Float:
+    """A double-precision number (``DOUBLE`` on MySQL: no float noise in analysts' SQL)."""
+    return Float(precision=53).with_variant(mysql.DOUBLE(asdecimal=False), *_MYSQL)
+
+
 def _in(column: str, values: tuple[str, ...]) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values)})"
 
@@ -108,21 +119,21 @@ captures = Table(
     Column("capture_id", hex_id(32), primary_key=True, autoincrement=False),
     Column("location_id", Integer, nullable=False),
     Column(
-        "captured_at", DateTime, nullable=False, comment="local wall-clock time from the file name"
+        "captured_at", plain_datetime(), nullable=False, comment="local wall-clock time from the file name"
     ),
-    Column("captured_at_utc", DateTime, nullable=False),
+    Column("captured_at_utc", plain_datetime(), nullable=False),
     Column("file_name", exact_text(255), nullable=False),
     Column("content_sha256", hex_id(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("quality_reasons", Text, nullable=False, comment="JSON list of reason codes"),
-    *(Column(name, Float, nullable=True) for name in QUALITY_METRICS),
+    *(Column(name, real(), nullable=True) for name in QUALITY_METRICS),
     Column("width", Integer, nullable=True),
     Column("height", Integer, nullable=True),
     Column("image_key", String(512), nullable=True),
     Column("annotated_key", String(512), nullable=True),
     Column("model_name", exact_text(200), nullable=True, comment="model that ran at ingest"),
     Column("model_version", exact_text(64), nullable=True),
-    *(Column(name, Float, nullable=True) for name in TIMINGS),
+    *(Column(name, real(), nullable=True) for name in TIMINGS),
     Column("ingested_at", timestamp_us(), nullable=False, comment="UTC"),
     Column("stored_at", timestamp_us(), nullable=False, comment="UTC"),
     ForeignKeyConstraint(["location_id"], ["locations.id"], name="fk_captures_location"),
@@ -132,6 +143,7 @@ captures = Table(
     Index("ix_captures_content_sha256", "content_sha256"),
     Index("ix_captures_status", "status"),
     Index("ix_captures_ingested_at", "ingested_at"),
+    Index("ix_captures_stored_at", "stored_at"),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -147,11 +159,11 @@ detections = Table(
     Column("seq", Integer, nullable=False, comment="order within the image (0-based)"),
     Column("traffic_class", String(16), nullable=False),
     Column("label", String(64), nullable=False, comment="the model's own label"),
-    Column("score", Float, nullable=False),
-    Column("x1", Float, nullable=False),
-    Column("y1", Float, nullable=False),
-    Column("x2", Float, nullable=False),
-    Column("y2", Float, nullable=False),
+    Column("score", real(), nullable=False),
+    Column("x1", real(), nullable=False),
+    Column("y1", real(), nullable=False),
+    Column("x2", real(), nullable=False),
+    Column("y2", real(), nullable=False),
     ForeignKeyConstraint(
         ["capture_id"], ["captures.capture_id"], name="fk_detections_capture", ondelete="CASCADE"
     ),

@@ -42,6 +42,14 @@ def _ts():
     return sa.DateTime().with_variant(mysql.DATETIME(fsp=6), *_MYSQL)
 
 
+def _plain_datetime():
+    return sa.DateTime().with_variant(mysql.DATETIME(), *_MYSQL)
+
+
+def _real():
+    return sa.Float(precision=53).with_variant(mysql.DOUBLE(asdecimal=False), *_MYSQL)
+
+
 def upgrade() -> None:
     op.create_table(
         "locations",
@@ -71,30 +79,30 @@ def upgrade() -> None:
         sa.Column("location_id", sa.Integer, nullable=False),
         sa.Column(
             "captured_at",
-            sa.DateTime,
+            _plain_datetime(),
             nullable=False,
             comment="local wall-clock time from the file name",
         ),
-        sa.Column("captured_at_utc", sa.DateTime, nullable=False),
+        sa.Column("captured_at_utc", _plain_datetime(), nullable=False),
         sa.Column("file_name", _exact(255), nullable=False),
         sa.Column("content_sha256", _hex(64), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("quality_reasons", sa.Text, nullable=False, comment="JSON list of reason codes"),
-        sa.Column("sharpness", sa.Float, nullable=True),
-        sa.Column("brightness", sa.Float, nullable=True),
-        sa.Column("contrast", sa.Float, nullable=True),
-        sa.Column("clipped_share", sa.Float, nullable=True),
-        sa.Column("uniform_share", sa.Float, nullable=True),
+        sa.Column("sharpness", _real(), nullable=True),
+        sa.Column("brightness", _real(), nullable=True),
+        sa.Column("contrast", _real(), nullable=True),
+        sa.Column("clipped_share", _real(), nullable=True),
+        sa.Column("uniform_share", _real(), nullable=True),
         sa.Column("width", sa.Integer, nullable=True),
         sa.Column("height", sa.Integer, nullable=True),
         sa.Column("image_key", sa.String(512), nullable=True),
         sa.Column("annotated_key", sa.String(512), nullable=True),
         sa.Column("model_name", _exact(200), nullable=True, comment="model that ran at ingest"),
         sa.Column("model_version", _exact(64), nullable=True),
-        sa.Column("decode_ms", sa.Float, nullable=True),
-        sa.Column("quality_ms", sa.Float, nullable=True),
-        sa.Column("detect_ms", sa.Float, nullable=True),
-        sa.Column("total_ms", sa.Float, nullable=True),
+        sa.Column("decode_ms", _real(), nullable=True),
+        sa.Column("quality_ms", _real(), nullable=True),
+        sa.Column("detect_ms", _real(), nullable=True),
+        sa.Column("total_ms", _real(), nullable=True),
         sa.Column("ingested_at", _ts(), nullable=False, comment="UTC"),
         sa.Column("stored_at", _ts(), nullable=False, comment="UTC"),
         sa.ForeignKeyConstraint(["location_id"], ["locations.id"], name="fk_captures_location"),
@@ -106,6 +114,7 @@ def upgrade() -> None:
     op.create_index("ix_captures_content_sha256", "captures", ["content_sha256"])
     op.create_index("ix_captures_status", "captures", ["status"])
     op.create_index("ix_captures_ingested_at", "captures", ["ingested_at"])
+    op.create_index("ix_captures_stored_at", "captures", ["stored_at"])
     op.create_table(
         "detections",
         sa.Column(
@@ -120,11 +129,11 @@ def upgrade() -> None:
         sa.Column("seq", sa.Integer, nullable=False, comment="order within the image (0-based)"),
         sa.Column("traffic_class", sa.String(16), nullable=False),
         sa.Column("label", sa.String(64), nullable=False, comment="the model's own label"),
-        sa.Column("score", sa.Float, nullable=False),
-        sa.Column("x1", sa.Float, nullable=False),
-        sa.Column("y1", sa.Float, nullable=False),
-        sa.Column("x2", sa.Float, nullable=False),
-        sa.Column("y2", sa.Float, nullable=False),
+        sa.Column("score", _real(), nullable=False),
+        sa.Column("x1", _real(), nullable=False),
+        sa.Column("y1", _real(), nullable=False),
+        sa.Column("x2", _real(), nullable=False),
+        sa.Column("y2", _real(), nullable=False),
         sa.ForeignKeyConstraint(
             ["capture_id"],
             ["captures.capture_id"],
