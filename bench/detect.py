@@ -119,7 +119,21 @@ def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
     return factory
 
 
-for _name in ("torch", "torch-bf16", "onnx", "onnx-int8"):
+@register_runtime("pipeline-cuda")
+def _pipeline_cuda(ctx: BenchContext) -> Runner:
+    """The baseline on a GPU: ``pipeline("object-detection", device=0)``, one image per call."""
+    from transformers import pipeline
+
+    pipe = pipeline("object-detection", model=ctx.model, device=0)
+
+    def run(images: list[Any]) -> list[list[RawDet]]:
+        out = [pipe(im, threshold=ctx.threshold) for im in images]
+        return [[(r["label"], r["score"], [r["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")]) for r in res] for res in out]
+
+    return run
+
+
+for _name in ("torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16"):
     register_runtime(_name)(_ours(_name))
 
 

@@ -18,6 +18,7 @@ from .domain.errors import ConfigurationError
 from .domain.timezones import validate_zone
 
 PREFIX = "TRAFFIC_"
+RUNTIME_CHOICES = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Settings:
     s3_sse: str | None = None  # "AES256" or "aws:kms"
     s3_kms_key_id: str | None = None
     detector: str = "local:PekingU/rtdetr_v2_r18vd"
-    detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8
+    detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8 | cuda | cuda-fp16
     detector_threads: int = 0  # 0: all cores
     detector_batch_size: int = 4
     model_cache_dir: Path | None = None
@@ -109,8 +110,8 @@ class Settings:
             raise ConfigurationError(
                 f"{PREFIX}DETECTOR must be local:<model id or path>, onnx:<path> or sagemaker:<endpoint>, got {self.detector!r}."
             )
-        if self.detector_runtime not in ("auto", "torch", "torch-bf16", "onnx", "onnx-int8"):
-            raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be auto, torch, torch-bf16, onnx or onnx-int8, got {self.detector_runtime!r}.")
+        if self.detector_runtime not in RUNTIME_CHOICES:
+            raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, got {self.detector_runtime!r}.")
         if self.s3_sse not in (None, "AES256", "aws:kms"):
             raise ConfigurationError(f"{PREFIX}S3_SSE must be AES256 or aws:kms, got {self.s3_sse!r}.")
         for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts"):

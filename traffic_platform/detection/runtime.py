@@ -6,6 +6,8 @@ what *this* host declares, never from a table measured elsewhere.
 
 The ``auto`` rule (:func:`choose_runtime`), from ``bench/RESULTS.md``:
 
+0. torch sees a CUDA GPU -> ``cuda`` (eager fp32 on the GPU; ``cuda-fp16`` is the lossy,
+   faster option, measured on an H100 in ``bench/RESULTS.md``);
 1. the CPU has AMX (``amx_bf16`` in ``/proc/cpuinfo``) -> ``torch-bf16`` (bf16 autocast +
    channels_last; AMX made bf16 GEMM 3x fp32 on the AMX host of ``shared/PERF-NOTES.md``);
    bf16 is lossy (parity F1 ~0.93 vs fp32 on RT-DETR-R18), so it needs AMX's margin;
@@ -28,7 +30,7 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8")
+RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16")
 
 # model_type values whose TorchScript ONNX export is verified in the tests (others are
 # checked against eager at export time all the same).
@@ -122,9 +124,18 @@ def choose_runtime(requested: str, *, model_type: str | None, host: HostInfo | N
                 f"unknown detector runtime {requested!r}; expected auto or one of {', '.join(RUNTIMES)}"
             )
         return requested
+    if cuda_available():
+        return "cuda"
     if host.has_amx:
         return "torch-bf16"
     return "onnx"
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA GPU (a GPU SageMaker endpoint, a workstation)."""
+    import torch
+
+    return torch.cuda.is_available()
 
 
 __all__ = ["HostInfo", "ONNX_VERIFIED_MODEL_TYPES", "RUNTIMES", "choose_runtime", "host_info"]

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOSSY_SUFFIX = {"torch-bf16": "+bf16", "onnx-int8": "+int8"}
+LOSSY_SUFFIX = {"torch-bf16": "+bf16", "onnx-int8": "+int8", "cuda-fp16": "+fp16"}
 
 
 @dataclass
@@ -79,31 +79,36 @@ class _Forward:
 
 
 class _TorchForward(_Forward):
-    def __init__(self, model: Any, *, bf16: bool, takes_mask: bool):
+    """Eager torch on the CPU (fp32 or bf16 autocast + channels_last) or a CUDA GPU (fp32 or fp16)."""
+
+    def __init__(self, model: Any, *, runtime: str, takes_mask: bool):
         import torch
 
-        self.name = "torch-bf16" if bf16 else "torch"
-        self.model = model
-        self.bf16 = bf16
+        self.name = runtime
         self.takes_mask = takes_mask
-        if bf16:
-            self.model = model.to(memory_format=torch.channels_last)
+        self.device = torch.device("cuda" if runtime.startswith("cuda") else "cpu")
+        self.autocast = {"torch-bf16": ("cpu", torch.bfloat16), "cuda-fp16": ("cuda", torch.float16)}.get(runtime)
+        self.channels_last = runtime != "torch"
+        self.model = model.to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[Any, Any]:
         import torch
 
-        pixel_values = torch.from_numpy(inputs["pixel_values"])
+        pixel_values = torch.from_numpy(inputs["pixel_values"]).to(self.device, non_blocking=True)
         kwargs: dict[str, Any] = {}
         if self.takes_mask and "pixel_mask" in inputs:
-            kwargs["pixel_mask"] = torch.from_numpy(inputs["pixel_mask"])
+            kwargs["pixel_mask"] = torch.from_numpy(inputs["pixel_mask"]).to(self.device)
+        if self.channels_last:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            if self.bf16:
-                pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+            if self.autocast:
+                with torch.autocast(self.autocast[0], dtype=self.autocast[1]):
                     out = self.model(pixel_values=pixel_values, **kwargs)
-                return out.logits.float(), out.pred_boxes.float()
-            out = self.model(pixel_values=pixel_values, **kwargs)
-            return out.logits, out.pred_boxes
+            else:
+                out = self.model(pixel_values=pixel_values, **kwargs)
+            return out.logits.float().cpu(), out.pred_boxes.float().cpu()
 
 
 class _OnnxForward(_Forward):
@@ -239,8 +244,8 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
             and preprocessor.spec.do_pad
             and preprocessor.spec.returns_pixel_mask
         )
-        if runtime in ("torch", "torch-bf16"):
-            forward = _TorchForward(model, bf16=runtime == "torch-bf16", takes_mask=takes_mask)
+        if runtime in ("torch", "torch-bf16", "cuda", "cuda-fp16"):
+            forward = _TorchForward(model, runtime=runtime, takes_mask=takes_mask)
         else:
             try:
                 onnx_dir = _onnx_export_for(
@@ -258,7 +263,7 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
                 onnx_dir = None
             if onnx_dir is None:
                 runtime = "torch"
-                forward = _TorchForward(model, bf16=False, takes_mask=takes_mask)
+                forward = _TorchForward(model, runtime="torch", takes_mask=takes_mask)
             else:
                 del model  # the torch weights are not needed once the graph exists
                 forward = _OnnxForward(
