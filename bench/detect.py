@@ -74,7 +74,7 @@ def _pipeline(ctx: BenchContext) -> Runner:
     from transformers import pipeline
 
     torch.set_num_threads(ctx.threads)
-    pipe = pipeline("object-detection", model=ctx.model)
+    pipe = pipeline("object-detection", model=ctx.model, device="cpu")  # transformers 5 would pick a GPU
 
     def run(images: list[Any]) -> list[list[RawDet]]:
         # One image per call: the pipeline's own batching (batch_size=N) crashes on RT-DETRv2

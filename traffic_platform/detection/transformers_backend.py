@@ -196,7 +196,9 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
     )
     try:
         config = AutoConfig.from_pretrained(resolved.location, cache_dir=cache_dir)
-        processor = AutoImageProcessor.from_pretrained(resolved.location, cache_dir=cache_dir)
+        # The PIL ("slow") processor is the reference our numpy pre-processing reproduces exactly;
+        # with torchvision installed transformers would otherwise hand back its torchvision one.
+        processor = AutoImageProcessor.from_pretrained(resolved.location, cache_dir=cache_dir, use_fast=False)
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"TRAFFIC_DETECTOR: cannot load model {target!r}: {exc}") from exc
     runtime = choose_runtime(requested, model_type=config.model_type)
