@@ -244,3 +244,11 @@ def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
     if request.param == "local":
         return open_object_store(Settings(home=tmp_path))
     return open_object_store(request.getfixturevalue("s3_settings"))
+
+
+@pytest.fixture(scope="session")
+def tiny_detr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-weight DETR checkpoint saved like a real one (built once per session)."""
+    from traffic_platform_tests.detection.tiny_models import build_tiny_detr
+
+    return build_tiny_detr(tmp_path_factory.mktemp("tiny-detr"))

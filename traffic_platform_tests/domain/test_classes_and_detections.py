@@ -1,6 +1,11 @@
 import pytest
 
-from traffic_platform.domain.classes import TRAFFIC_CLASSES, TrafficClass, traffic_class_for, zero_counts
+from traffic_platform.domain.classes import (
+    TRAFFIC_CLASSES,
+    TrafficClass,
+    traffic_class_for,
+    zero_counts,
+)
 from traffic_platform.domain.detections import (
     ClassThresholds,
     Detection,

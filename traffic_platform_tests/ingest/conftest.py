@@ -15,13 +15,6 @@ from traffic_platform.config import Settings
 from traffic_platform.detection.factory import build_detector
 from traffic_platform.ingest.local import LocalPlatform
 
-from ..detection.tiny_models import build_tiny_detr
-
-
-@pytest.fixture(scope="session")
-def tiny_detr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_detr(tmp_path_factory.mktemp("tiny-detr"))
-
 
 @pytest.fixture(scope="session")
 def tiny_detector(tiny_detr_dir: Path):

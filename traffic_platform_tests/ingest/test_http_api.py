@@ -179,7 +179,6 @@ def test_readiness_and_metrics(platform):
 
 
 def test_readiness_fails_when_the_database_is_gone(platform_settings, tiny_detector, tmp_path):
-    import dataclasses
 
     from traffic_platform.ingest.local import LocalPlatform
 
