@@ -119,6 +119,14 @@ def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
     return factory
 
 
+@register_runtime("onnx-e2e")
+def _onnx_e2e(ctx: BenchContext) -> Runner:
+    """End-to-end ONNX exports (RT-DETR / D-FINE / DEIMv2: pre/post-processing in the graph)."""
+    from traffic_platform.detection.onnx_e2e import benchmark_runner
+
+    return benchmark_runner(ctx.model, threads=ctx.threads, threshold=ctx.threshold)
+
+
 @register_runtime("pipeline-cuda")
 def _pipeline_cuda(ctx: BenchContext) -> Runner:
     """The baseline on a GPU: ``pipeline("object-detection", device=0)``, one image per call."""
