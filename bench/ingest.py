@@ -57,8 +57,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DEFAULT_MODEL_DIR = Path("/work/shared/models/deimv2-hgnetv2-atto-coco-onnx")
-DEFAULT_IMAGES = Path("/work/shared/data/street")
+DEFAULT_MODEL_DIR = ROOT.parent / "shared" / "models" / "deimv2-hgnetv2-atto-coco-onnx"
+DEFAULT_IMAGES = ROOT.parent / "shared" / "data" / "street"
 DEFAULT_MARIADB = os.environ.get("TRAFFIC_TEST_MARIADB_URL", "mysql+pymysql://root:@127.0.0.1:3306")
 REGION = "eu-west-1"
 FAKE_AWS_ENV = {
