@@ -20,6 +20,8 @@ from .checks.ingest_health import INGEST_HEALTH_CHECKS
 from .checks.ingest_quality import INGEST_QUALITY_CHECKS
 from .checks.reporting import REPORTING_CHECKS
 from .jobs import ingest_observation_job, reporting_daily_job, serving_job
+from .landing import landing_ingest_job
+from .redetect import redetect_job
 from .resources import default_resources
 from .schedules import SCHEDULES
 from .sensors import SENSORS
@@ -31,7 +33,9 @@ reporting = dg.Definitions(
 )
 serving = dg.Definitions(assets=[dim_locations, reporting_views])
 automation = dg.Definitions(
-    jobs=[reporting_daily_job, serving_job, ingest_observation_job], schedules=SCHEDULES, sensors=SENSORS
+    jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
+    schedules=SCHEDULES,
+    sensors=SENSORS,
 )
 
 defs = dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))

@@ -7,7 +7,11 @@ run in ``setup_for_execution``, never at import time.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -18,6 +22,8 @@ from ..config import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from ..detection.base import Detector
+    from ..ingest.local import LocalPlatform
     from ..storage.objectstore import ObjectStore
 
 
@@ -76,6 +82,96 @@ class ObjectStoreResource(dg.ConfigurableResource):
         return self._store
 
 
+_DETECTORS: dict[tuple, Detector] = {}
+_DETECTORS_LOCK = threading.Lock()
+
+
+def _detector_cache_key(settings: Settings) -> tuple:
+    return (
+        settings.detector,
+        settings.detector_runtime,
+        settings.detector_threads,
+        settings.detector_batch_size,
+        repr(settings.thresholds),
+        str(settings.model_cache_dir),
+        settings.s3_endpoint_url,
+        settings.sagemaker_timeout_s,
+    )
+
+
+def shared_detector(settings: Settings) -> Detector:
+    """The detector ``settings`` names, built and warmed up once per process (like the HTTP server).
+
+    A process keeps the model it loaded; a Dagster run normally gets its own process, so a
+    changed ``TRAFFIC_DETECTOR`` (or new weights under the same path) is used from the next run.
+    """
+    key = _detector_cache_key(settings)
+    with _DETECTORS_LOCK:
+        detector = _DETECTORS.get(key)
+        if detector is None:
+            from ..detection.factory import build_detector
+
+            detector = build_detector(settings)
+            detector.warmup()
+            _DETECTORS[key] = detector
+        return detector
+
+
+class IngestResource(dg.ConfigurableResource):
+    """The ingest service wired as the local platform wires it: the configured detector and the
+    durable spool hand-off, persisted by the spool worker into the same database and object store
+    as the other resources.
+
+    Everything not set here comes from ``TRAFFIC_*`` (detector spec and runtime, thresholds,
+    quality gate, upload limits, time zones, ``TRAFFIC_SPOOL_DIR`` / ``TRAFFIC_HOME``).
+    """
+
+    database: DatabaseResource
+    object_store: ObjectStoreResource
+    detector: str | None = None  # default: TRAFFIC_DETECTOR
+    detector_runtime: str | None = None  # default: TRAFFIC_DETECTOR_RUNTIME
+    spool_dir: str | None = None  # default: TRAFFIC_SPOOL_DIR, else <TRAFFIC_HOME>/spool
+    # How long a run waits for the spool worker to store what it handed off (retries included).
+    persist_timeout_s: float = 600.0
+
+    def settings(self) -> Settings:
+        """``Settings.from_env()`` with this resource's (and its store's and database's) overrides."""
+        settings = self.object_store.settings()
+        changes: dict[str, Any] = {"database_url": self.database.resolved_url()}
+        if self.detector:
+            changes["detector"] = self.detector
+        if self.detector_runtime:
+            changes["detector_runtime"] = self.detector_runtime
+        if self.spool_dir:
+            changes["spool_dir"] = Path(self.spool_dir)
+        settings = replace(settings, **changes)
+        settings.validate()
+        return settings
+
+    @contextmanager
+    def open_platform(self) -> Iterator[LocalPlatform]:
+        """The local platform (database, store, spool, worker) with the process-wide detector.
+
+        The worker thread is not started: the caller persists its own hand-offs (see
+        :func:`traffic_platform.orchestration.landing.persist_handed_off`), so a run ends only
+        once what it accepted is stored. The engine is disposed on exit.
+        """
+        from ..ingest.local import LocalPlatform
+
+        settings = self.settings()
+        platform = LocalPlatform(settings, run_worker=False, detector=shared_detector(settings))
+        try:
+            yield platform
+        finally:
+            platform.worker.release()
+            platform.engine.dispose()
+
+
 def default_resources() -> dict[str, dg.ConfigurableResource]:
     """The resources every deployment uses; values come from ``TRAFFIC_*`` at run time."""
-    return {"database": DatabaseResource(), "object_store": ObjectStoreResource()}
+    database, object_store = DatabaseResource(), ObjectStoreResource()
+    return {
+        "database": database,
+        "object_store": object_store,
+        "ingest": IngestResource(database=database, object_store=object_store),
+    }

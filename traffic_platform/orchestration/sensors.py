@@ -7,22 +7,28 @@ before today (UTC) are requested, once per sensor tick and day; today and later 
 to the 15-minute schedule. On its first tick the sensor starts at the newest capture
 without requesting anything (history is rebuilt by a backfill, not by the sensor).
 
-Extension point: the landing-prefix ingest sensor (objects dropped under a landing
-prefix → the ingest service) belongs here once ``traffic_platform.ingest.service`` exists;
-it would take the ``object_store`` resource.
+Also here: ``landing_ingest_sensor`` (objects dropped under ``landing/`` -> ``landing_ingest_job``
+through the ingest service, see :mod:`.landing`) and ``redetect_reporting_sensor`` (a
+successful ``redetect_job`` -> one reporting run per day it wrote, for its model version,
+see :mod:`.redetect`).
 """
 
 
 import json
+import time
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import dagster as dg
 from sqlalchemy import DateTime, bindparam, text
 
 from .jobs import reporting_daily_job, reporting_run_request
+from .landing import landing_ingest_job, landing_requests
 from .partitions import in_partitions, partition_key_for
-from .resources import DatabaseResource
+from .redetect import TAG_REDETECT_DAYS, decode_days, redetect_job
+from .resources import DatabaseResource, ObjectStoreResource
 from .schedules import TAG_TRIGGER
+from .sql.aggregation import ModelKey
 
 BATCH = 50_000  # captures read per tick; more are picked up by the next tick
 
@@ -89,4 +95,56 @@ def late_captures_sensor(context: dg.SensorEvaluationContext, database: Database
     return dg.SensorResult(run_requests=requests, cursor=cursor)
 
 
-SENSORS = [late_captures_sensor]
+@dg.sensor(
+    name="landing_ingest_sensor",
+    job=landing_ingest_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="Ingest images dropped under landing/ in the object store: one landing_ingest_job run per "
+    "batch of new objects; the cursor remembers what was requested (by ETag/size or size/mtime).",
+)
+def landing_ingest_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource) -> dg.SensorResult:
+    tick = landing_requests(object_store.get_store(), context.cursor, time.time())
+    context.log.info(f"landing: {tick.figures}")
+    if not tick.requests:
+        return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing new under landing/ ({tick.figures})"), cursor=tick.cursor)
+    return dg.SensorResult(run_requests=tick.requests, cursor=tick.cursor)
+
+
+TAG_REDETECT_RUN = "traffic/redetect_run"
+
+
+def redetect_reporting_requests(run_id: str, tags: Mapping[str, str], today: date) -> list[dg.RunRequest]:
+    """One reporting run per day a re-detection run wrote, for the model version it wrote."""
+    from .assets.reporting import TAG_MODEL_NAME, TAG_MODEL_VERSION
+
+    name, version = tags.get(TAG_MODEL_NAME), tags.get(TAG_MODEL_VERSION)
+    if not (name and version):
+        return []
+    model = ModelKey(name, version)
+    return [
+        reporting_run_request(partition_key_for(day), model, run_key=f"redetect:{run_id}:{partition_key_for(day)}",
+                              tags={TAG_TRIGGER: "redetect", TAG_REDETECT_RUN: run_id})
+        for day in decode_days(tags.get(TAG_REDETECT_DAYS, ""))
+        if in_partitions(day, today)
+    ]
+
+
+@dg.run_status_sensor(
+    name="redetect_reporting_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[redetect_job],
+    request_job=reporting_daily_job,
+    default_status=dg.DefaultSensorStatus.STOPPED,
+    description="After a successful redetect_job: rebuild the reporting partitions of every day it wrote, "
+    "for the new model version (run tags traffic/model_name, traffic/model_version).",
+)
+def redetect_reporting_sensor(context: dg.RunStatusSensorContext):
+    run = context.dagster_run
+    requests = redetect_reporting_requests(run.run_id, run.tags, datetime.now(UTC).date())
+    if not requests:
+        return dg.SkipReason(f"run {run.run_id} wrote no day inside the partitions")
+    return requests
+
+
+SENSORS = [late_captures_sensor, landing_ingest_sensor, redetect_reporting_sensor]

@@ -1,0 +1,391 @@
+"""The landing prefix: images dropped under ``landing/`` in the object store are ingested
+through the same :class:`~traffic_platform.ingest.service.IngestService` as the HTTP API.
+
+Flow: the ``landing_ingest_sensor`` (in :mod:`.sensors`) lists ``landing/`` and requests
+``landing_ingest_job`` runs for batches of keys; the job reads each object and calls
+``IngestService.ingest(file name, bytes)`` with the configured detector and the spool
+hand-off, then runs the spool worker until what it handed off is stored, and only then
+clears the object from ``landing/``:
+
+* **accepted** -> stored under ``images/`` (and ``annotated/``) by the worker; deleted from landing;
+* **distorted** -> the service hands it off as distorted (stored under ``distorted/`` with its
+  reasons); deleted from landing;
+* **rejected** (bad file name, not a JPEG/PNG, empty, too large: errors a retry cannot fix) ->
+  moved to ``rejected/<key below landing/>`` with ``rejected/<…>.reason.json`` beside it
+  (``code``, ``message``, ``details``);
+* **failed** (detector, database or store unavailable, or anything unexpected) -> left in
+  landing, the run fails, and the sensor requests it again later.
+
+Object keys may only hold ``[A-Za-z0-9._/-]`` and ``%XX`` escapes, so a file name with other
+characters is uploaded percent-encoded (``keys.escape_component``: ``Liège`` ->
+``Li%C3%A8ge``); the job decodes the last key segment back to the file name. Objects whose
+keys the store cannot address are skipped by the sensor and counted in its log.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+import dagster as dg
+from pydantic import Field
+
+from ..domain.errors import DistortedImage, PayloadTooLarge, TrafficPlatformError
+from ..storage.keys import validate_key
+from ..storage.objectstore import LocalObjectStore, ObjectNotFound, ObjectStore, S3ObjectStore
+from .resources import IngestResource
+from .schedules import TAG_TRIGGER
+
+if TYPE_CHECKING:
+    from ..ingest.local import LocalPlatform
+
+log = logging.getLogger(__name__)
+
+LANDING_PREFIX = "landing/"
+REJECTED_PREFIX = "rejected/"
+REASON_SUFFIX = ".reason.json"
+
+# Outcomes of one landing object.
+ACCEPTED, DISTORTED, REJECTED, FAILED, GONE = "accepted", "distorted", "rejected", "failed", "gone"
+
+
+# -- listing ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LandingObject:
+    """One object under ``landing/``; ``token`` changes whenever its content is replaced."""
+
+    key: str
+    token: str
+    size: int | None
+
+
+def list_landing(store: ObjectStore, prefix: str = LANDING_PREFIX) -> tuple[list[LandingObject], int]:
+    """The objects under ``prefix`` with a change token (S3: ETag + size; directory: size +
+    mtime), sorted by key, and how many keys were skipped because the store cannot address them."""
+    if isinstance(store, S3ObjectStore):
+        found, skipped = [], 0
+        paginator = store.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=store.bucket, Prefix=store.prefix + prefix):
+            for item in page.get("Contents", []):
+                key = item["Key"][len(store.prefix):]
+                if key.endswith("/"):  # a "folder" marker made by a console, not an upload
+                    continue
+                if not _addressable(key):
+                    skipped += 1
+                    continue
+                size = int(item.get("Size", 0))
+                found.append(LandingObject(key, f"{str(item.get('ETag', '')).strip(chr(34))}:{size}", size))
+        return sorted(found, key=lambda o: o.key), skipped
+    found = []
+    for key in store.list(prefix):  # the directory store already skips unaddressable names
+        token, size = object_token(store, key)
+        if token is not None:
+            found.append(LandingObject(key, token, size))
+    return found, 0
+
+
+def object_token(store: ObjectStore, key: str) -> tuple[str | None, int | None]:
+    """``(token, size)`` of one object now, ``(None, None)`` if it is gone."""
+    if isinstance(store, LocalObjectStore):
+        try:
+            st = os.stat(store.root / validate_key(key))
+        except FileNotFoundError:
+            return None, None
+        return f"{st.st_size}:{st.st_mtime_ns}", st.st_size
+    if isinstance(store, S3ObjectStore):
+        from botocore.exceptions import ClientError
+
+        try:
+            head = store.client.head_object(Bucket=store.bucket, Key=store.prefix + validate_key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None, None
+            raise
+        size = int(head.get("ContentLength", 0))
+        return f"{str(head.get('ETag', '')).strip(chr(34))}:{size}", size
+    # Any other store: the content itself is the token.
+    try:
+        data = store.get(key)
+    except ObjectNotFound:
+        return None, None
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def _addressable(key: str) -> bool:
+    try:
+        validate_key(key)
+    except ValueError:
+        return False
+    return True
+
+
+def file_name_for(key: str) -> str:
+    """``landing/cams/rue_de_la_loi_Li%C3%A8ge_…jpg`` -> ``rue_de_la_loi_Liège_…jpg``."""
+    return unquote(key.rsplit("/", 1)[-1], errors="strict")
+
+
+def rejected_key(key: str) -> str:
+    """``landing/<rest>`` -> ``rejected/<rest>`` (the key is already escaped)."""
+    return REJECTED_PREFIX + key[len(LANDING_PREFIX):]
+
+
+# -- the sensor's bookkeeping ---------------------------------------------------------------
+
+BATCH_SIZE = 100  # objects per run: one model load and one worker drain serve the whole batch
+MAX_PER_TICK = 1000  # objects requested per tick; the rest wait for the next tick
+RETRY_AFTER_S = 3600.0  # an object still in landing an hour after its request is requested again…
+MAX_ATTEMPTS = 3  # …up to three requests in all; then it stays in landing for an operator
+
+
+@dataclass
+class LandingTick:
+    requests: list[dg.RunRequest]
+    cursor: str
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batch_size: int = BATCH_SIZE,
+                     max_per_tick: int = MAX_PER_TICK, retry_after_s: float = RETRY_AFTER_S,
+                     max_attempts: int = MAX_ATTEMPTS) -> LandingTick:
+    """Run requests for the objects in landing that no run has been asked to process yet.
+
+    The cursor remembers, per object still in landing, the token that was requested, when,
+    and how often. A new or replaced object (new token) is requested at once; one that is
+    still there ``retry_after_s`` after its request (the run failed or never ran) is requested
+    again, at most ``max_attempts`` times. Entries of objects that left landing are dropped,
+    so the cursor stays as small as the backlog. Each run key hashes its batch's
+    ``key@token#attempt`` lines, so Dagster never launches the same batch twice either.
+    """
+    objects, unaddressable = list_landing(store)
+    state: dict[str, list] = json.loads(cursor)["requested"] if cursor else {}
+    present = {o.key for o in objects}
+    state = {k: v for k, v in state.items() if k in present}
+    due: list[tuple[LandingObject, int]] = []
+    in_flight = gave_up = 0
+    for obj in objects:
+        previous = state.get(obj.key)
+        if previous is None or previous[0] != obj.token:
+            due.append((obj, 1))
+        elif now - previous[1] < retry_after_s:
+            in_flight += 1
+        elif previous[2] >= max_attempts:
+            gave_up += 1
+        else:
+            due.append((obj, previous[2] + 1))
+    due = due[:max_per_tick]
+    requests = []
+    for start in range(0, len(due), batch_size):
+        batch = due[start:start + batch_size]
+        digest = hashlib.sha256("\n".join(f"{o.key}@{o.token}#{n}" for o, n in batch).encode()).hexdigest()[:32]
+        requests.append(dg.RunRequest(
+            run_key=f"landing:{digest}",
+            run_config=landing_run_config([o.key for o, _ in batch]),
+            tags={TAG_TRIGGER: "landing"},
+        ))
+        for obj, attempt in batch:
+            state[obj.key] = [obj.token, now, attempt]
+    figures = {"objects": len(objects), "requested": len(due), "runs": len(requests), "in_flight": in_flight,
+               "gave_up": gave_up, "unaddressable_keys": unaddressable}
+    return LandingTick(requests, json.dumps({"requested": state}, sort_keys=True), figures)
+
+
+def landing_run_config(keys: Sequence[str]) -> dict[str, Any]:
+    return {"ops": {"ingest_landing_objects": {"config": {"keys": list(keys)}}}}
+
+
+# -- processing -----------------------------------------------------------------------------
+
+
+@dataclass
+class LandingSummary:
+    outcomes: dict[str, str] = field(default_factory=dict)  # key -> accepted|distorted|rejected|failed|gone
+    capture_ids: dict[str, str] = field(default_factory=dict)  # key -> capture id (accepted, distorted)
+    problems: dict[str, str] = field(default_factory=dict)  # key -> error code / reason
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o == outcome)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "counts": {o: self.count(o) for o in (ACCEPTED, DISTORTED, REJECTED, FAILED, GONE)},
+            "outcomes": dict(self.outcomes),
+            "capture_ids": dict(self.capture_ids),
+            "problems": dict(self.problems),
+        }
+
+
+def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_timeout_s: float = 600.0,
+                    run_id: str | None = None) -> LandingSummary:
+    """Ingest the landing objects ``keys`` through ``platform.service`` (see the module docstring)."""
+    store, settings = platform.store, platform.settings
+    service = platform.service
+    summary = LandingSummary()
+    handed: dict[str, tuple[str, str, str | None]] = {}  # key -> (capture id, outcome, token read)
+    for key in dict.fromkeys(keys):
+        if not key.startswith(LANDING_PREFIX) or not _addressable(key):
+            raise ValueError(f"{key!r} is not an object key under {LANDING_PREFIX!r}")
+        try:
+            token, size = object_token(store, key)
+            if token is None:  # processed by an earlier run, or removed
+                summary.outcomes[key] = GONE
+                continue
+            file_name = file_name_for(key)
+            if size is not None and size > settings.max_upload_bytes:  # do not download it to say no
+                raise PayloadTooLarge(
+                    f"The object is {size} bytes; the limit is {settings.max_upload_bytes} bytes.",
+                    code="upload_too_large", details={"bytes": size, "max_bytes": settings.max_upload_bytes},
+                )
+            try:
+                data = store.get(key)
+            except ObjectNotFound:
+                summary.outcomes[key] = GONE
+                continue
+            result = service.ingest(file_name, data)
+        except DistortedImage as exc:  # handed off as distorted (stored under distorted/) by the service
+            handed[key] = (exc.details["capture_id"], DISTORTED, token)
+            summary.problems[key] = exc.code
+        except TrafficPlatformError as exc:
+            if exc.http_status < 500:  # the object itself is wrong: no retry can fix it
+                _reject(store, key, exc, size, run_id)
+                summary.outcomes[key] = REJECTED
+            else:  # the detector or a dependency failed: leave it for a later run
+                summary.outcomes[key] = FAILED
+            summary.problems[key] = f"{exc.code}: {exc.message}"
+        except UnicodeDecodeError as exc:  # a %XX sequence that is not UTF-8
+            _reject(store, key, _BadName(f"The object key's name is not percent-encoded UTF-8: {exc}"), size, run_id)
+            summary.outcomes[key] = REJECTED
+            summary.problems[key] = "invalid_file_name"
+        except Exception as exc:  # noqa: BLE001 - one bad object must not stop the batch
+            log.exception("landing object %s failed", key)
+            summary.outcomes[key] = FAILED
+            summary.problems[key] = f"{type(exc).__name__}: {exc}"[:500]
+        else:
+            handed[key] = (result.capture_id, ACCEPTED, token)
+
+    persist_handed_off(platform, [cid for cid, _, _ in handed.values()], timeout_s=persist_timeout_s)
+    for key, (capture_id, outcome, token) in handed.items():
+        summary.capture_ids[key] = capture_id
+        if not platform.repo.capture_exists(capture_id):
+            reason = platform.spool.dead_reason(capture_id) or platform.spool.attempts(capture_id)
+            summary.outcomes[key] = FAILED
+            summary.problems[key] = f"not stored yet: {json.dumps(reason)[:400]}"
+            continue
+        summary.outcomes[key] = outcome
+        if object_token(store, key)[0] == token:  # not replaced meanwhile by a new upload
+            store.delete(key)
+    return summary
+
+
+class _BadName(TrafficPlatformError):
+    code = "invalid_file_name"
+    http_status = 400
+
+
+def _reject(store: ObjectStore, key: str, exc: TrafficPlatformError, size: int | None, run_id: str | None) -> None:
+    """Write the reason first, then move the object: a crash in between leaves it in landing."""
+    target = rejected_key(key)
+    reason = {
+        "code": exc.code,
+        "message": exc.message,
+        "details": exc.details,
+        "file_name": key.rsplit("/", 1)[-1],
+        "landing_key": key,
+        "rejected_key": target,
+        "bytes": size,
+        "rejected_at": datetime.now(UTC).isoformat(),
+        "run_id": run_id,
+    }
+    store.put(target + REASON_SUFFIX, json.dumps(reason, ensure_ascii=False, indent=2, default=str).encode(),
+              "application/json")
+    store.move(key, target)
+
+
+def persist_handed_off(platform: "LocalPlatform", capture_ids: Sequence[str], *, timeout_s: float) -> bool:
+    """Run the spool worker until none of ``capture_ids`` is pending (stored or dead-lettered).
+
+    One worker per spool: if another process holds the spool (``traffic-platform serve`` or a
+    concurrent run on this host), its worker stores ours; we keep trying to take over until
+    they are done. Returns whether everything left the spool within ``timeout_s``.
+    """
+    spool, worker = platform.spool, platform.worker
+    deadline = time.monotonic() + timeout_s
+
+    def pending() -> bool:
+        return any(spool.is_pending(cid) for cid in capture_ids)
+
+    while pending() and time.monotonic() < deadline:
+        try:
+            worker.acquire()
+        except BlockingIOError:
+            worker.release()  # closes the lock file we opened
+            time.sleep(0.2)
+            continue
+        try:
+            while pending() and time.monotonic() < deadline:
+                if not worker.run_once():
+                    time.sleep(0.05)
+        finally:
+            worker.release()
+    return not pending()
+
+
+# -- the job --------------------------------------------------------------------------------
+
+
+class LandingIngestConfig(dg.Config):
+    keys: list[str] = Field(description="Object keys under landing/ to ingest (the sensor fills this in).")
+
+
+@dg.op(
+    name="ingest_landing_objects",
+    description="Ingest landing/ objects through the ingest service; store them via the spool worker; "
+    "clear them from landing (rejected ones go to rejected/ with a .reason.json).",
+    tags={"kind": "ingest"},
+)
+def ingest_landing_objects(context: dg.OpExecutionContext, config: LandingIngestConfig,
+                           ingest: IngestResource) -> dg.Output[dict]:
+    bad = [k for k in config.keys if not k.startswith(LANDING_PREFIX) or not _addressable(k)]
+    if bad:
+        raise dg.Failure(f"Only object keys under {LANDING_PREFIX!r} can be ingested; got {bad[:5]}.")
+    with ingest.open_platform() as platform:
+        model = platform.detector.describe() if platform.detector else {}
+        summary = process_landing(platform, config.keys, persist_timeout_s=ingest.persist_timeout_s,
+                                  run_id=context.run_id)
+    counts = summary.to_dict()["counts"]
+    context.log.info(f"landing: {counts}")
+    for key, problem in summary.problems.items():
+        context.log.info(f"{key}: {summary.outcomes[key]} ({problem})")
+    if counts[FAILED]:
+        failed = {k: summary.problems.get(k) for k, o in summary.outcomes.items() if o == FAILED}
+        raise dg.Failure(
+            f"{counts[FAILED]} landing object(s) could not be ingested and stay in {LANDING_PREFIX} "
+            "(the sensor requests them again later).",
+            metadata={"failed": dg.MetadataValue.json(failed), **_count_metadata(counts)},
+        )
+    return dg.Output(summary.to_dict(), metadata={
+        **_count_metadata(counts),
+        "model": dg.MetadataValue.json(model),
+        "problems": dg.MetadataValue.json(summary.problems),
+    })
+
+
+def _count_metadata(counts: dict[str, int]) -> dict[str, dg.MetadataValue]:
+    return {name: dg.MetadataValue.int(n) for name, n in counts.items()}
+
+
+@dg.job(
+    name="landing_ingest_job",
+    description="Ingest a batch of images dropped under landing/ in the object store (requested by "
+    "landing_ingest_sensor) through the same ingest service as the HTTP API.",
+    tags={TAG_TRIGGER: "landing"},
+)
+def landing_ingest_job() -> None:
+    ingest_landing_objects()
