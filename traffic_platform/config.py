@@ -47,6 +47,7 @@ class Settings:
     s3_sse: str | None = None  # "AES256" or "aws:kms"
     s3_kms_key_id: str | None = None
     detector: str = "local:PekingU/rtdetr_v2_r18vd"
+    detector_model_name: str | None = None  # name stored with detections; default: the spec's target
     detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8 | cuda | cuda-fp16
     detector_threads: int = 0  # 0: all cores
     detector_batch_size: int = 4

@@ -23,6 +23,7 @@ def test_values_are_parsed():
             "TRAFFIC_S3_ENDPOINT_URL": "http://127.0.0.1:5000",
             "TRAFFIC_S3_SSE": "aws:kms",
             "TRAFFIC_DETECTOR": "sagemaker:traffic-detector",
+            "TRAFFIC_DETECTOR_MODEL_NAME": "PekingU/rtdetr_v2_r18vd",
             "TRAFFIC_DETECTOR_THREADS": "3",
             "TRAFFIC_MAX_UPLOAD_BYTES": "1000",
             "TRAFFIC_SCORE_THRESHOLD": "0.4",
@@ -39,6 +40,7 @@ def test_values_are_parsed():
     assert s.quality.min_sharpness == 42.5 and s.quality.min_width == 320
     assert s.timezones == {"Leuven/Belgium": "Europe/Brussels", "Japan": "Asia/Tokyo"}
     assert s.log_json is True
+    assert s.detector_model_name == "PekingU/rtdetr_v2_r18vd"
 
 
 @pytest.mark.parametrize(

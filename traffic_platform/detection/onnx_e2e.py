@@ -254,7 +254,7 @@ class OnnxEndToEndDetector(Detector):
     def from_settings(cls, target: str, settings: Settings) -> OnnxEndToEndDetector:
         """``target``: a ``.onnx`` file, a directory holding one, or an ``s3://`` URI."""
         path, name = resolve_model(target, settings)
-        return cls(path, model_name=name, threads=settings.threads, thresholds=settings.thresholds)
+        return cls(path, model_name=settings.detector_model_name or name, threads=settings.threads, thresholds=settings.thresholds)
 
     def _check_contract(self) -> None:
         name = self.model_name

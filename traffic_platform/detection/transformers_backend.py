@@ -357,7 +357,7 @@ class TransformersDetector(Detector):
         """Build from ``TRAFFIC_DETECTOR=local:<target>``; the model loads once per process."""
         loaded = load_model(target, settings)
         return cls(
-            loaded, settings.thresholds, model_name=target, batch_size=settings.detector_batch_size
+            loaded, settings.thresholds, model_name=settings.detector_model_name or target, batch_size=settings.detector_batch_size
         )
 
     @property

@@ -351,3 +351,12 @@ def test_bf16_runtime_agrees_with_fp32_or_is_refused(models, images, tmp_path):
             any(x.label == y.label and abs(x.score - y.score) < 0.05 for y in b) for x in a
         )
         assert matched >= 0.8 * len(a)
+
+
+def test_model_name_setting_names_the_stored_model(models, tmp_path):
+    """On a SageMaker endpoint the weights sit in /opt/ml/model; the stored name comes from the setting."""
+    default = TransformersDetector.from_settings(str(models["detr"]), settings_for(tmp_path))
+    assert default.model_name == str(models["detr"])
+    named = TransformersDetector.from_settings(str(models["detr"]), settings_for(tmp_path, detector_model_name="facebook/detr-resnet-50"))
+    assert named.describe()["model_name"] == "facebook/detr-resnet-50"
+    assert named.model_version == default.model_version  # the version still comes from the weights
