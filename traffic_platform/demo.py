@@ -54,18 +54,22 @@ def choose_detector(settings: Settings) -> Settings:
 
 
 def _build_tiny_detr(target: Path) -> None:
-    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
+    """A small random-weight DETR (ResNet backbone from a config: nothing is downloaded)."""
+    import torch
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessorPil, ResNetConfig
 
+    torch.manual_seed(0)
     labels = ["N/A", "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"]
+    backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 32, 64], depths=[1, 1, 1, 1],
+                            layer_type="basic", out_features=["stage4"])
     config = DetrConfig(
-        use_timm_backbone=False, use_pretrained_backbone=False, backbone="resnet18", backbone_kwargs=None,
+        use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False,
         d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
         encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20,
         id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
     )
-    model = DetrForObjectDetection(config)
-    model.save_pretrained(target)
-    DetrImageProcessor(size={"shortest_edge": 320, "longest_edge": 512}).save_pretrained(target)
+    DetrForObjectDetection(config).eval().save_pretrained(target)
+    DetrImageProcessorPil(size={"shortest_edge": 320, "longest_edge": 512}).save_pretrained(target)
 
 
 def prepare_images(out: Path, count: int) -> list[Path]:
@@ -90,8 +94,8 @@ def prepare_images(out: Path, count: int) -> list[Path]:
 
 
 def synthetic_street(seed: int, size: tuple[int, int] = (960, 540)) -> bytes:
-    """A plain generated street: sky, road with lane marks, box-shaped vehicles."""
-    from PIL import Image, ImageDraw, ImageFilter
+    """A generated street: textured sky and asphalt, lane marks, box-shaped vehicles with windows."""
+    from PIL import Image, ImageDraw
 
     rng = random.Random(seed)
     w, h = size
@@ -102,8 +106,11 @@ def synthetic_street(seed: int, size: tuple[int, int] = (960, 540)) -> bytes:
         draw.rectangle([x, int(h * 0.74), x + 40, int(h * 0.76)], fill=(230, 230, 230))
     for _ in range(rng.randint(2, 6)):
         x, y = rng.randint(0, w - 160), rng.randint(h // 2, h - 80)
-        draw.rectangle([x, y, x + rng.randint(90, 160), y + rng.randint(40, 70)], fill=tuple(rng.randint(20, 230) for _ in range(3)))
-    img = img.filter(ImageFilter.SMOOTH)
+        cw, ch = rng.randint(90, 160), rng.randint(40, 70)
+        draw.rectangle([x, y, x + cw, y + ch], fill=tuple(rng.randint(20, 230) for _ in range(3)), outline=(10, 10, 10), width=2)
+        draw.rectangle([x + 10, y + 6, x + cw // 2, y + ch // 2], fill=(40, 60, 80))
+    grain = Image.effect_noise(size, 24).convert("RGB")  # sensor noise and texture: real frames are never flat
+    img = Image.blend(img, grain, 0.12)
     buf = io.BytesIO()
     img.save(buf, "JPEG", quality=90)
     return buf.getvalue()
@@ -164,9 +171,12 @@ def hourly_report(settings: Settings, limit: int = 30) -> str:
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn:
-            result = conn.execute(text("SELECT * FROM v_traffic_counts_hourly WHERE total_count > 0 ORDER BY city, address, window_start, traffic_class LIMIT :n"), {"n": limit})
-            columns = list(result.keys())
-            rows = [list(r) for r in result]
+            for where in ("WHERE total_count > 0", ""):  # road users first; all-zero windows otherwise
+                result = conn.execute(text(f"SELECT * FROM v_traffic_counts_hourly {where} ORDER BY city, address, window_start, traffic_class LIMIT :n"), {"n": limit})
+                columns = list(result.keys())
+                rows = [list(r) for r in result]
+                if rows:
+                    break
     finally:
         engine.dispose()
     shown = [c for c in columns if c in ("city", "address", "window_start", "traffic_class", "images_accepted", "total_count", "mean_per_image", "max_per_image", "coverage")] or columns

@@ -176,3 +176,22 @@ def test_window_bucketing_matches_python(engine, window):
         for t in times:
             got = conn.execute(text(f"SELECT {expr}").bindparams(bindparam("t", t, type_=DateTime)).columns()).scalar()
             assert str(got)[:19] == datagen.window_start(t, window).isoformat(sep=" "), (t, got)
+
+
+def test_a_day_of_only_distorted_images_publishes_without_count_rows(repo, engine, materialize_day):
+    """Every image of the day distorted (a fogged lens): the summary says so, counts have no rows,
+    and no blocking check mistakes that for lost data."""
+    rng = datagen.random.Random(11)
+    day = datetime(2022, 10, 20, 9, 0)
+    for minute in range(0, 30, 5):
+        record, _ = datagen.make_record(rng, datagen.LOCATIONS[0], day.replace(minute=minute), ingested_at=day,
+                                        distorted=True, model=INGEST_V1, n_detections=0)
+        repo.save_capture(record)
+    result = materialize_day("2022-10-20")
+    assert result.success
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    with engine.connect() as conn:
+        summary = conn.execute(select(capture_summary_daily)).mappings().all()
+        assert [(r["images_received"], r["images_distorted"], r["images_accepted"]) for r in summary] == [(6, 6, 0)]
+        for table in counts_tables.values():
+            assert conn.execute(select(table)).all() == []
