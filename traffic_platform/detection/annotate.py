@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..domain.classes import TRAFFIC_CLASSES, TrafficClass
 from ..domain.detections import Detection, count_by_class
+from ..domain.pixels import to_rgb
 
 #: RGB colour per traffic class: saturated and bright enough for night frames, with
 #: hues far apart (blue, orange, yellow, pink-red, green, violet).
@@ -63,7 +64,7 @@ def render(
     image: Image.Image, detections: Sequence[Detection], *, blur_people: bool = False
 ) -> Image.Image:
     """The annotated copy as an RGB picture (what :func:`annotate` encodes)."""
-    canvas = _to_rgb(image)
+    canvas = to_rgb(image)
     if canvas is image:
         canvas = image.copy()
     width, height = canvas.size
@@ -106,16 +107,6 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default(size=size)  # Pillow >= 10.1 with FreeType
     except (TypeError, AttributeError, OSError):  # pragma: no cover - bitmap-only Pillow
         return ImageFont.load_default()
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode == "RGB":
-        return image
-    return image.convert("RGB")
 
 
 def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:

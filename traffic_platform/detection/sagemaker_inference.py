@@ -100,7 +100,9 @@ def input_fn(request_body: bytes | bytearray | memoryview, content_type: str | N
 
 def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
     """Bytes -> RGB picture with EXIF orientation applied; the pixel limit is checked before decoding."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
+
+    from traffic_platform.domain.pixels import apply_orientation, exif_orientation, to_rgb
 
     try:
         with Image.open(io.BytesIO(data)) as opened:
@@ -110,7 +112,7 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
                     f"The image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}."
                 )
             opened.load()
-            return _to_rgb(ImageOps.exif_transpose(opened))
+            return to_rgb(apply_orientation(opened, exif_orientation(opened)))
     except (
         UnidentifiedImageError,
         OSError,
@@ -121,24 +123,6 @@ def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
         raise BadRequest(
             f"The request body could not be decoded as an image: {exc}", code="undecodable_image"
         ) from None
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any mode -> RGB, transparency composited on white.
-
-    The same picture the ingest path decodes (``traffic_platform.ingest.decode``), so a
-    PNG with alpha gives the same detections in-process and on the endpoint.
-    """
-    from PIL import Image
-
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if image.mode.startswith("I;16") or image.mode == "I":
-        # 16-bit grey: keep the top 8 bits (convert() would clip everything above 255).
-        return image.point(lambda v: v / 256).convert("L").convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
 
 
 def predict_fn(data: Image.Image, model: Detector) -> dict[str, Any]:

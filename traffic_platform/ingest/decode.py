@@ -36,11 +36,11 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image, ImageFile
 
 from ..detection.base import ImageInput
 from ..domain.errors import PayloadTooLarge, UnsupportedImage
+from ..domain.pixels import apply_orientation, exif_orientation, to_rgb
 from ..domain.quality import undecodable_error
 
 JPEG = "JPEG"
@@ -52,7 +52,6 @@ _JPEG_SOF = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
 CONTENT_TYPES = {JPEG: "image/jpeg", PNG: "image/png"}
-EXIF_ORIENTATION_TAG = 0x0112
 
 # (magic prefix, offset, what it looks like, is it a picture format)
 _SIGNATURES: tuple[tuple[bytes, int, str, bool], ...] = (
@@ -271,7 +270,7 @@ def decode_image(
                 f"the header declares an empty {w}x{h} image", content_type=content_type
             )
 
-        orientation = _orientation(im)
+        orientation = exif_orientation(im)
         if draft_size is not None and fmt == JPEG:
             dw, dh = draft_size
             if orientation in (5, 6, 7, 8):  # draft works on the stored (unrotated) frame
@@ -290,8 +289,8 @@ def decode_image(
     original_mode = im.mode
     full_w, full_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
     if orientation != 1:
-        im = im.transpose(_TRANSPOSE[orientation])
-    rgb = _to_rgb(im)
+        im = apply_orientation(im, orientation)
+    rgb = to_rgb(im)
     return DecodedImage(
         image=rgb,
         data=data,
@@ -324,54 +323,18 @@ def open_oriented(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     fmt = sniff_format(data)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt] if fmt else None)
-        orientation = _orientation(im)
+        orientation = exif_orientation(im)
         im.load()
     except _DECODE_ERRORS as exc:
         raise undecodable_error(_reason(exc), content_type=CONTENT_TYPES.get(fmt or "")) from None
     if orientation != 1:
-        im = im.transpose(_TRANSPOSE[orientation])
-    return _to_rgb(im)
+        im = apply_orientation(im, orientation)
+    return to_rgb(im)
 
 
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text[:200]
-
-
-def _orientation(im: Image.Image) -> int:
-    try:
-        value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # a broken EXIF block must not refuse a good picture
-        return 1
-    return value if 1 <= value <= 8 else 1
-
-
-_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
-_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any decoded mode -> 8-bit RGB; transparency composited on white."""
-    mode = im.mode
-    if mode in _ALPHA_MODES or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    if mode == "RGB":
-        return im
-    if mode.startswith("I;16") or mode == "I":
-        # 16-bit grey PNG: keep the top 8 bits (Pillow's convert would clip at 255).
-        top = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-        return Image.fromarray(top, "L").convert("RGB")
-    return im.convert("RGB")
 
 
 def _header_size(data: bytes, fmt: str) -> tuple[int | None, int | None]:
