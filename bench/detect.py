@@ -539,13 +539,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         p = parity(reference, r["outputs"]) if reference else {}
         tput = " | ".join(f"{r['throughput'][b]:.2f}" for b in batch_sizes)
-        lines.append(
-            f"| {name} | {r['p50']:.1f} | {r['p90']:.1f} | {base / r['p50']:.2f}x | {eager / r['p50']:.2f}x | {tput} | "
-            f"{p.get('f1', float('nan')):.3f} | {p.get('mean_iou', float('nan')):.4f} | {p.get('label_agreement', float('nan')):.3f} | "
-            f"{p.get('n', 0)} ({p.get('n_ref', 0)}) | {r['setup_s']:.0f} |"
-            if base and eager
-            else f"| {name} | {r['p50']:.1f} | {r['p90']:.1f} | – | – | {tput} | – | – | – | – | {r['setup_s']:.0f} |"
+        vs_base = f"{base / r['p50']:.2f}x" if base else "–"
+        vs_eager = f"{eager / r['p50']:.2f}x" if eager else "–"
+        par = (
+            f"{p['f1']:.3f} | {p['mean_iou']:.4f} | {p['label_agreement']:.3f} | {p['n']} ({p['n_ref']})"
+            if p
+            else "– | – | – | –"
         )
+        lines.append(f"| {name} | {r['p50']:.1f} | {r['p90']:.1f} | {vs_base} | {vs_eager} | {tput} | {par} | {r['setup_s']:.0f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:

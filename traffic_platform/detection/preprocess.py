@@ -226,6 +226,45 @@ class Preprocessor:
         )
 
 
+def gpu_batch(images: Sequence[Image.Image], spec: PreprocessSpec, device: str = "cuda") -> dict[str, Any]:
+    """The same batch as :meth:`Preprocessor.batch`, resized and normalised on a GPU.
+
+    Only the uint8 pixels cross the bus; the resize (bilinear, antialiased like PIL's) and
+    the rescale/normalise run on the device. Values differ from the PIL path by rounding
+    (PIL rounds the resized pixels to uint8), so parity is by detections, not bits.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sizes = [spec.output_size(im.width, im.height) for im in images]
+    if spec.do_pad:
+        ph, pw = spec.pad_size or (max(h for h, _ in sizes), max(w for _, w in sizes))
+    elif len(set(sizes)) == 1:
+        ph, pw = sizes[0]
+    else:
+        raise ValueError(f"images of different sizes {sorted(set(sizes))} and the processor does not pad; batch them by size")
+    pixel_values = torch.zeros((len(images), 3, ph, pw), device=device)
+    mask = torch.zeros((len(images), ph, pw), dtype=torch.int64, device=device)
+    mean = torch.tensor(spec.image_mean, device=device).view(3, 1, 1)
+    std = torch.tensor(spec.image_std, device=device).view(3, 1, 1)
+    for i, (image, (h, w)) in enumerate(zip(images, sizes, strict=True)):
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        x = torch.from_numpy(np.asarray(rgb)).to(device, non_blocking=True).permute(2, 0, 1)[None].float()
+        if (h, w) != (rgb.height, rgb.width):
+            x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False).round_().clamp_(0, 255)
+        x = x[0]
+        if spec.do_rescale:
+            x = x * spec.rescale_factor
+        if spec.do_normalize:
+            x = (x - mean) / std
+        pixel_values[i, :, :h, :w] = x
+        mask[i, :h, :w] = 1
+    out: dict[str, Any] = {"pixel_values": pixel_values}
+    if spec.do_pad and spec.returns_pixel_mask:
+        out["pixel_mask"] = mask
+    return out
+
+
 @dataclass(frozen=True)
 class ReducedImage:
     """An image decoded at reduced size, and the size of the full image it stands for."""

@@ -360,3 +360,22 @@ def test_model_name_setting_names_the_stored_model(models, tmp_path):
     named = TransformersDetector.from_settings(str(models["detr"]), settings_for(tmp_path, detector_model_name="facebook/detr-resnet-50"))
     assert named.describe()["model_name"] == "facebook/detr-resnet-50"
     assert named.model_version == default.model_version  # the version still comes from the weights
+
+
+@pytest.mark.parametrize("name", ["detr", "yolos", "rtdetr"])
+def test_gpu_batch_matches_the_cpu_preprocessing(name, models, images):
+    """The GPU pre-processing path (run here on the CPU device) gives the CPU batch up to resize rounding."""
+    from transformers import AutoImageProcessor
+
+    from traffic_platform.detection.preprocess import gpu_batch
+
+    pre = Preprocessor.from_processor(AutoImageProcessor.from_pretrained(models[name], use_fast=False))
+    group = images if pre.spec.do_pad else images[:1]
+    ours = gpu_batch(group, pre.spec, device="cpu")
+    ref = pre.batch(group)
+    assert tuple(ours["pixel_values"].shape) == ref["pixel_values"].shape
+    diff = np.abs(ours["pixel_values"].numpy() - ref["pixel_values"])
+    one_level = max(pre.spec.rescale_factor / s for s in pre.spec.image_std)  # one uint8 step after normalising
+    assert diff.mean() < 0.25 * one_level and diff.max() <= 2.01 * one_level
+    if "pixel_mask" in ref:
+        assert np.array_equal(ours["pixel_mask"].numpy(), ref["pixel_mask"])
