@@ -200,34 +200,12 @@ def test_rtdetr_export_parity_depends_on_separated_query_scores(tmp_path):
         RTDetrConfig,
         RTDetrForObjectDetection,
         RTDetrImageProcessorPil,
-        RTDetrResNetConfig,
     )
 
-    from .tiny_models import separate_rtdetr_scores
+    from .tiny_models import separate_rtdetr_scores, tiny_rtdetr_kwargs
 
     torch.manual_seed(0)
-    backbone = RTDetrResNetConfig(
-        embedding_size=8,
-        hidden_sizes=[8, 16, 32, 32],
-        depths=[1, 1, 1, 1],
-        layer_type="basic",
-        out_features=["stage2", "stage3", "stage4"],
-    )
-    config = RTDetrConfig(
-        backbone_config=backbone,
-        encoder_in_channels=[16, 32, 32],
-        encoder_hidden_dim=32,
-        encoder_ffn_dim=64,
-        encoder_attention_heads=2,
-        d_model=32,
-        decoder_in_channels=[32, 32, 32],
-        decoder_ffn_dim=64,
-        decoder_attention_heads=2,
-        decoder_layers=2,
-        num_queries=30,
-        hidden_expansion=0.5,
-        id2label=COCO_LIKE_ID2LABEL,
-    )
+    config = RTDetrConfig(**tiny_rtdetr_kwargs())
     model = RTDetrForObjectDetection(config).eval()
     processor = RTDetrImageProcessorPil(size={"height": 96, "width": 96})
     captured = {}

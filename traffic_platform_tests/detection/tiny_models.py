@@ -199,21 +199,10 @@ def build_tiny_yolos(
     return _save(model, processor, out_dir)
 
 
-def build_tiny_rtdetr(
-    out_dir: str | Path, *, seed: int = 0, image_size: int = 96, v2: bool = False
-) -> Path:
-    """A small RT-DETR (v1 or v2) with a basic-block ResNet backbone, fixed square input."""
-    import torch
-    from transformers import (
-        RTDetrConfig,
-        RTDetrForObjectDetection,
-        RTDetrImageProcessorPil,
-        RTDetrResNetConfig,
-        RTDetrV2Config,
-        RTDetrV2ForObjectDetection,
-    )
+def tiny_rtdetr_kwargs() -> dict:
+    """Config keyword arguments of a tiny RT-DETR (v1 and v2 share them)."""
+    from transformers import RTDetrResNetConfig
 
-    torch.manual_seed(seed)
     id2label, label2id = _label_maps()
     backbone = RTDetrResNetConfig(
         embedding_size=8,
@@ -222,7 +211,7 @@ def build_tiny_rtdetr(
         layer_type="basic",
         out_features=["stage2", "stage3", "stage4"],
     )
-    common = dict(
+    return dict(
         backbone_config=backbone,
         encoder_in_channels=[16, 32, 32],
         encoder_hidden_dim=32,
@@ -238,6 +227,23 @@ def build_tiny_rtdetr(
         id2label=id2label,
         label2id=label2id,
     )
+
+
+def build_tiny_rtdetr(
+    out_dir: str | Path, *, seed: int = 0, image_size: int = 96, v2: bool = False
+) -> Path:
+    """A small RT-DETR (v1 or v2) with a basic-block ResNet backbone, fixed square input."""
+    import torch
+    from transformers import (
+        RTDetrConfig,
+        RTDetrForObjectDetection,
+        RTDetrImageProcessorPil,
+        RTDetrV2Config,
+        RTDetrV2ForObjectDetection,
+    )
+
+    torch.manual_seed(seed)
+    common = tiny_rtdetr_kwargs()
     if v2:
         model = RTDetrV2ForObjectDetection(RTDetrV2Config(**common)).eval()
     else:
