@@ -178,12 +178,11 @@ def test_readiness_and_metrics(platform):
         assert "traffic_spool_pending" in text
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # one database is enough to show a failing probe
 def test_readiness_fails_when_the_database_is_gone(platform_settings, tiny_detector, tmp_path):
 
     from traffic_platform.ingest.local import LocalPlatform
 
-    if not platform_settings.database_url.startswith("sqlite"):
-        pytest.skip("sqlite variant is enough to show a failing probe")
     with LocalPlatform(platform_settings, detector=tiny_detector) as p:
         p.repo.engine.dispose()
         p.repo.engine = __import__("sqlalchemy").create_engine("mysql+pymysql://nobody@127.0.0.1:1/none")
