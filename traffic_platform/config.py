@@ -62,6 +62,7 @@ class Settings:
     http_port: int = 8080
     spool_dir: Path | None = None
     persist_max_attempts: int = 8
+    persist_concurrency: int = 4  # jobs persisted at once by the local worker (mostly I/O waits)
     queue_url: str | None = None  # SQS queue for the AWS hand-off
     sagemaker_timeout_s: float = 10.0
     log_json: bool = False
@@ -115,7 +116,7 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, got {self.detector_runtime!r}.")
         if self.s3_sse not in (None, "AES256", "aws:kms"):
             raise ConfigurationError(f"{PREFIX}S3_SSE must be AES256 or aws:kms, got {self.s3_sse!r}.")
-        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts"):
+        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts", "persist_concurrency"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
         if self.detector_threads < 0:
@@ -194,6 +195,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_pixels": int,
     "http_port": int,
     "persist_max_attempts": int,
+    "persist_concurrency": int,
     "sagemaker_timeout_s": float,
     "log_json": _bool,
 }

@@ -89,7 +89,9 @@ class LocalPlatform:
         self.store = open_object_store(settings)
         self.spool = Spool(settings.spool_dir)
         self.persister = Persister(self.repo, self.store)
-        self.worker = SpoolWorker(self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts)
+        self.worker = SpoolWorker(
+            self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts, concurrency=settings.persist_concurrency
+        )
         self.run_worker = run_worker
         self.metrics = Metrics()
         self.metrics.gauge("traffic_spool_pending", self.spool.depth)

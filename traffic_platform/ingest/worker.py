@@ -9,6 +9,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from .jobs import CaptureJob
 from .spool import Spool
@@ -41,6 +42,7 @@ class SpoolWorker:
         backoff_base: float = 0.5,
         backoff_cap: float = 60.0,
         on_persisted: Callable[[CaptureJob], None] | None = None,
+        concurrency: int = 1,
     ):
         self.spool = spool
         self.persist = persist
@@ -48,6 +50,15 @@ class SpoolWorker:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.on_persisted = on_persisted
+        # Persisting is mostly waiting (object store, database): a few jobs at once keep up
+        # with intake; each job's own writes stay ordered and idempotent.
+        self.concurrency = max(1, concurrency)
+        self._pool = (
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="persist", initializer=_lower_thread_priority)
+            if self.concurrency > 1
+            else None
+        )
+        self._counts = threading.Lock()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -79,6 +90,8 @@ class SpoolWorker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         self.release()
 
     def notify(self) -> None:
@@ -98,12 +111,13 @@ class SpoolWorker:
     # -- work ---------------------------------------------------------------------------
     def run_once(self) -> int:
         """Try every due job once; return how many were persisted."""
-        done = 0
-        for capture_id in list(self.spool.ready()):
-            if self._stop.is_set():
-                break
-            done += self._process(capture_id)
-        return done
+        due = list(self.spool.ready())
+        if self._pool is not None and len(due) > 1:
+            return sum(self._pool.map(self._process_unless_stopped, due))
+        return sum(self._process_unless_stopped(capture_id) for capture_id in due)
+
+    def _process_unless_stopped(self, capture_id: str) -> int:
+        return 0 if self._stop.is_set() else self._process(capture_id)
 
     def drain(self, timeout: float = 30.0) -> bool:
         """Process until the spool is empty or ``timeout`` passes (tests, CLI ingest)."""
@@ -113,6 +127,10 @@ class SpoolWorker:
                 time.sleep(0.05)
         return self.spool.depth() == 0
 
+    def _count(self, name: str) -> None:
+        with self._counts:
+            setattr(self, name, getattr(self, name) + 1)
+
     def _process(self, capture_id: str) -> int:
         try:
             job = self.spool.load(capture_id)
@@ -120,26 +138,26 @@ class SpoolWorker:
             return 0
         except ValueError as exc:  # corrupt file: nothing a retry can fix
             self.spool.dead_letter(capture_id, f"unreadable job: {exc}")
-            self.dead_lettered += 1
+            self._count("dead_lettered")
             return 0
         try:
             self.persist(job)
         except Exception as exc:
-            self.failures += 1
+            self._count("failures")
             reason = f"{type(exc).__name__}: {exc}"[:2000]
             attempt = self.spool.attempts(capture_id).get("count", 0) + 1
             if attempt >= self.max_attempts:
                 log.error("capture %s dead-lettered after %d attempts: %s", capture_id, attempt, reason)
                 self.spool.record_failure(capture_id, reason, 0)
                 self.spool.dead_letter(capture_id, reason)
-                self.dead_lettered += 1
+                self._count("dead_lettered")
             else:
                 delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
                 log.warning("capture %s attempt %d failed (%s); retry in %.2fs", capture_id, attempt, reason, delay)
                 self.spool.record_failure(capture_id, reason, time.time() + delay)
             return 0
         self.spool.done(capture_id)
-        self.persisted += 1
+        self._count("persisted")
         if self.on_persisted:
             self.on_persisted(job)
         return 1

@@ -125,3 +125,32 @@ def test_backoff_grows_and_is_capped():
     assert all(0 <= backoff_delay(1, 1, 60) <= 1 for _ in range(50))
     assert all(0 <= backoff_delay(10, 1, 5) <= 5 for _ in range(50))
     assert max(backoff_delay(4, 1, 60) for _ in range(200)) > 1
+
+
+def test_concurrent_worker_persists_each_job_exactly_once(tmp_path):
+    import threading
+    import time
+
+    spool = Spool(tmp_path)
+    jobs = [make_job(i) for i in range(20)]
+    for j in jobs:
+        spool.submit(j)
+    lock = threading.Lock()
+    state = {"in_flight": 0, "most": 0}
+    stored = []
+
+    def slow_store(job):
+        with lock:
+            state["in_flight"] += 1
+            state["most"] = max(state["most"], state["in_flight"])
+        time.sleep(0.02)  # an object-store round trip
+        with lock:
+            state["in_flight"] -= 1
+            stored.append(job.capture_id)
+
+    worker = SpoolWorker(spool, slow_store, concurrency=4)
+    assert worker.drain(timeout=30)
+    worker.stop()
+    assert sorted(stored) == sorted(j.capture_id for j in jobs)  # each once, none lost
+    assert worker.persisted == 20 and spool.depth() == 0
+    assert state["most"] > 1  # jobs really overlapped
