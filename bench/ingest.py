@@ -163,16 +163,16 @@ class SourceSystemService:
 
     def ingest(self, file_name: str, data: bytes, content_type: str | None = None):
         from traffic_platform.detection.annotate import annotate
+        from traffic_platform.detection.base import ImageInput
+        from traffic_platform.domain.captures import CaptureRecord, capture_id_for
+        from traffic_platform.domain.images import decode_image
         from traffic_platform.domain.metadata import parse_file_name
         from traffic_platform.domain.quality import assess_quality
         from traffic_platform.domain.timezones import local_to_utc, resolve_timezone
-        from traffic_platform.ingest.decode import decode_image
-        from traffic_platform.ingest.jobs import capture_id_for
-        from traffic_platform.ingest.service import IngestResult
         from traffic_platform.storage import keys
         from traffic_platform.storage.database import make_engine
         from traffic_platform.storage.objectstore import S3ObjectStore, s3_client
-        from traffic_platform.storage.repository import CaptureRecord, Repository
+        from traffic_platform.storage.repository import Repository
 
         s = self.settings
         t0 = time.perf_counter()
@@ -207,7 +207,7 @@ class SourceSystemService:
             t = lap("model_fetch_ms", t)
             model_view = decode_image(blob, max_bytes=s.max_upload_bytes, max_pixels=s.max_pixels)
             t = lap("model_decode_ms", t)
-            detections = self.detector.detect_one(model_view.to_input())
+            detections = self.detector.detect_one(ImageInput.of(model_view))
             t = lap("detect_ms", t)
             annotated = annotate(model_view.image, detections)
             t = lap("annotate_ms", t)
@@ -239,16 +239,7 @@ class SourceSystemService:
             engine.dispose()
             client.close()
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
-        return IngestResult(
-            capture_id=capture_id,
-            metadata=meta,
-            detections=detections,
-            model_name=model["model_name"],
-            model_version=model["model_version"],
-            width=decoded.width,
-            height=decoded.height,
-            timings=timings,
-        )
+        return dataclasses.replace(record, timings=timings)
 
 
 MOTO_SNIPPET = r"""
@@ -581,9 +572,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from traffic_platform.config import Settings
     from traffic_platform.detection.factory import build_detector
+    from traffic_platform.domain.images import decode_image
     from traffic_platform.domain.quality import assess_quality
     from traffic_platform.ingest.api import Api
-    from traffic_platform.ingest.decode import decode_image
     from traffic_platform.ingest.http_server import ApiServer
     from traffic_platform.ingest.local import LocalPlatform
     from traffic_platform.storage.database import make_engine, upgrade

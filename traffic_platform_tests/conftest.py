@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from traffic_platform.config import Settings
+    from traffic_platform.domain.captures import CaptureRecord
     from traffic_platform.storage.objectstore import ObjectStore
-    from traffic_platform.storage.repository import CaptureRecord, Repository
+    from traffic_platform.storage.repository import Repository
 
 MARIADB_ADMIN_URL = os.environ.get(
     "TRAFFIC_TEST_MARIADB_URL", "mysql+pymysql://root:@127.0.0.1:3306"
@@ -136,9 +137,9 @@ def make_record() -> Callable[..., CaptureRecord]:
     An accepted capture with a fresh capture id, the zone resolved from the country, UTC
     derived from it, no detections and a model ``test-model``/``v1``; override any field.
     """
+    from traffic_platform.domain.captures import CaptureRecord
     from traffic_platform.domain.metadata import parse_file_name
     from traffic_platform.domain.timezones import local_to_utc, resolve_timezone
-    from traffic_platform.storage.repository import CaptureRecord
 
     def build(
         file_name: str = "tiensevest_Leuven_Belgium_12-10-2022_10-51-38.jpg", **overrides: Any

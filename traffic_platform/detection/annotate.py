@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from ..domain.classes import TRAFFIC_CLASSES, TrafficClass
 from ..domain.detections import Detection, count_by_class
-from ..domain.pixels import to_rgb
+from ..domain.images import to_rgb
 
 #: RGB colour per traffic class: saturated and bright enough for night frames, with
 #: hues far apart (blue, orange, yellow, pink-red, green, violet).

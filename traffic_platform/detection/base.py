@@ -19,6 +19,8 @@ from ..domain.detections import ClassThresholds, Detection
 if TYPE_CHECKING:
     from PIL import Image
 
+    from ..domain.images import DecodedImage
+
 
 @dataclass(frozen=True)
 class ImageInput:
@@ -32,6 +34,11 @@ class ImageInput:
     image: Image.Image
     data: bytes | None = None
     content_type: str | None = None
+
+    @classmethod
+    def of(cls, decoded: DecodedImage) -> ImageInput:
+        """The detector's view of a decoded upload (picture, original bytes, content type)."""
+        return cls(image=decoded.image, data=decoded.data, content_type=decoded.content_type)
 
     @property
     def size(self) -> tuple[int, int]:

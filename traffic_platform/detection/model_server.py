@@ -11,8 +11,9 @@ Routes::
 Requests go through the endpoint's own inference script
 (:mod:`traffic_platform.detection.sagemaker_inference`: ``model_fn``, ``input_fn``,
 ``predict_fn``, ``output_fn``), so what runs here is what runs on SageMaker. Errors are
-JSON with a status a client can act on: 415 unsupported content type, 400 undecodable
-image, 413 too large, 503 model not loaded yet, 500 model failure. The body is
+JSON with the status and code the ingest API gives for the same bytes: 415 unsupported
+content type / empty body / not a JPEG or PNG, 422 ``image_undecodable``, 413 too large,
+503 model not loaded yet, 500 model failure. The body is
 ``{"error": {"code", "message"}, "message": ...}``: the nested object is the platform's
 error shape, the top-level ``message`` is where AWS SDK parsers look (as does the
 ``x-amzn-ErrorType`` header for the code).

@@ -41,7 +41,6 @@ with a completion marker), together with any sidecar next to it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import tempfile
@@ -85,10 +84,6 @@ COCO91: dict[int, str] = dict(
     zip([i for i in range(1, 91) if i not in _COCO91_GAPS], COCO80, strict=True)
 )
 
-# EXIF orientation -> PIL transpose method (what ImageOps.exif_transpose does).
-_ORIENTATION_OPS = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE",
-                    6: "ROTATE_270", 7: "TRANSVERSE", 8: "ROTATE_90"}  # fmt: skip
-_SWAPS_AXES = (5, 6, 7, 8)
 _NUMPY_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
                 "tensor(int64)": "int64", "tensor(int32)": "int32"}  # fmt: skip
 
@@ -379,17 +374,16 @@ class OnnxEndToEndDetector(Detector):
         for a picture that is still lazy (``Image.open`` without ``load``); ``"always"``
         uses it whenever JPEG bytes are given, ``"never"`` never.
         """
+        from PIL import Image
+
+        from ..domain.images import decode_resized, is_undecoded
+
         size = (self.input_width, self.input_height)
-        if (
-            self.reduced_decode != "never"
-            and item.data is not None
-            and item.data[:2] == b"\xff\xd8"
-        ):
-            if self.reduced_decode == "always" or _is_lazy(item.image):
-                drafted = _draft_decode(item.data, size, item.image.size)
+        if self.reduced_decode != "never" and item.data is not None:
+            if self.reduced_decode == "always" or is_undecoded(item.image):
+                drafted = decode_resized(item.data, size, item.image.size)
                 if drafted is not None:
                     return drafted
-        from PIL import Image
 
         image = item.image if item.image.mode == "RGB" else item.image.convert("RGB")
         return image if image.size == size else image.resize(size, Image.Resampling.BILINEAR)
@@ -455,41 +449,6 @@ class OnnxEndToEndDetector(Detector):
         for outputs, _, real in self._runs(items):
             out.extend(self.raw_outputs(outputs, floor)[:real])
         return out
-
-
-def _is_lazy(image: Image.Image) -> bool:
-    """Whether ``image`` came from ``Image.open`` and its pixels have not been decoded yet."""
-    from PIL import ImageFile
-
-    return isinstance(image, ImageFile.ImageFile) and bool(image.tile)
-
-
-def _draft_decode(
-    data: bytes, size: tuple[int, int], expected: tuple[int, int]
-) -> Image.Image | None:
-    """Reduced-size JPEG decode + EXIF orientation + bilinear resize to ``size``; ``None`` to fall back."""
-    from PIL import Image
-
-    try:
-        image = Image.open(io.BytesIO(data))  # no context manager: closing would drop the pixels
-        if image.format != "JPEG":
-            return None
-        orientation = image.getexif().get(0x0112, 1)
-        swapped = orientation in _SWAPS_AXES
-        oriented = (image.size[1], image.size[0]) if swapped else image.size
-        if oriented != tuple(expected):
-            return None  # the bytes are not the picture we were given: trust the picture
-        target = (size[1], size[0]) if swapped else size
-        image.draft("RGB", target)
-        image.load()
-        out = image if image.mode == "RGB" else image.convert("RGB")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
-        return None
-    if out.size != target:
-        out = out.resize(target, Image.Resampling.BILINEAR)
-    if orientation in _ORIENTATION_OPS:
-        out = out.transpose(Image.Transpose[_ORIENTATION_OPS[orientation]])
-    return out
 
 
 def file_sha256(path: Path) -> str:

@@ -12,21 +12,16 @@ Everything is read from the processor: ``size`` (``shortest_edge``/``longest_edg
 ``height``/``width`` or ``max_height``/``max_width``), ``resample``, ``do_resize``,
 ``do_rescale``/``rescale_factor``, ``do_normalize``/``image_mean``/``image_std``,
 ``do_pad``/``pad_size`` and whether the model takes a ``pixel_mask``.
-
-Reduced-size decoding (:func:`decode_reduced`) lets libjpeg decode at 1/2, 1/4 or 1/8
-scale when the model will shrink the image anyway. It changes pixel values slightly
-(different down-sampling), so it is the ingest side's choice, not the detector's.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -265,43 +260,4 @@ def gpu_batch(images: Sequence[Image.Image], spec: PreprocessSpec, device: str =
     return out
 
 
-@dataclass(frozen=True)
-class ReducedImage:
-    """An image decoded at reduced size, and the size of the full image it stands for."""
-
-    image: Image.Image
-    original_size: tuple[int, int]  # (width, height), EXIF orientation applied
-
-    @property
-    def scale(self) -> tuple[float, float]:
-        """Factors that map boxes on ``image`` back to original pixels."""
-        return (self.original_size[0] / self.image.width, self.original_size[1] / self.image.height)
-
-
-def decode_reduced(data: bytes, spec: PreprocessSpec) -> ReducedImage:
-    """Decode JPEG bytes at the smallest libjpeg scale (1/2, 1/4, 1/8) still at least as large
-    as the model's input (``Image.draft``); other formats decode fully. EXIF orientation is applied.
-
-    Boxes detected on ``result.image`` map back with :func:`scale_boxes` and ``result.scale``.
-    """
-    image = Image.open(io.BytesIO(data))
-    full_w, full_h = image.size
-    orientation = image.getexif().get(0x0112, 1)
-    swapped = orientation in (5, 6, 7, 8)
-    ow, oh = (full_h, full_w) if swapped else (full_w, full_h)
-    if image.format == "JPEG" and spec.do_resize:
-        th, tw = spec.output_size(ow, oh)
-        if swapped:
-            th, tw = tw, th
-        image.draft("RGB", (tw, th))  # keeps width >= tw and height >= th
-    image = ImageOps.exif_transpose(image.convert("RGB") if image.mode != "RGB" else image)
-    return ReducedImage(image, (ow, oh))
-
-
-def scale_boxes(boxes: np.ndarray, scale: tuple[float, float]) -> np.ndarray:
-    """``(N, 4)`` xyxy boxes times ``(sx, sy)``."""
-    sx, sy = scale
-    return np.asarray(boxes, dtype=np.float64) * np.array([sx, sy, sx, sy])
-
-
-__all__ = ["PreprocessSpec", "Preprocessor", "ReducedImage", "decode_reduced", "scale_boxes"]
+__all__ = ["PreprocessSpec", "Preprocessor", "gpu_batch"]

@@ -27,14 +27,13 @@ the SageMaker container contract for local runs and tests.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from traffic_platform.config import Settings
-from traffic_platform.domain.errors import BadRequest, PayloadTooLarge, UnsupportedImage
+from traffic_platform.domain.errors import UnsupportedImage
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -76,10 +75,14 @@ def model_fn(model_dir: str) -> Detector:
 def input_fn(request_body: bytes | bytearray | memoryview, content_type: str | None) -> Image.Image:
     """Decode the request's image bytes into an RGB picture, EXIF orientation applied.
 
+    The bytes are decoded by :func:`traffic_platform.domain.images.decode_image`, so the
+    endpoint refuses exactly what the ingest API refuses, with the same codes.
+
     Raises:
-        UnsupportedImage: the content type is not an image type we accept (HTTP 415).
-        BadRequest: the body is empty or not a decodable image (HTTP 400).
+        UnsupportedImage: the content type is not an image type we accept, the body is
+            empty or not a JPEG/PNG (HTTP 415).
         PayloadTooLarge: the body or the picture exceeds the configured limits (HTTP 413).
+        DistortedImage: a JPEG/PNG that does not decode, ``image_undecodable`` (HTTP 422).
     """
     ctype = media_type(content_type)
     if ctype not in SUPPORTED_CONTENT_TYPES:
@@ -87,42 +90,15 @@ def input_fn(request_body: bytes | bytearray | memoryview, content_type: str | N
             f"Content type {content_type!r} is not supported; send the image bytes as "
             f"{', '.join(SUPPORTED_CONTENT_TYPES)}."
         )
-    body = bytes(request_body)
-    if not body:
-        raise BadRequest("The request body is empty; send the image bytes.", code="empty_body")
+    from traffic_platform.domain.images import decode_image
+
     limits = settings()
-    if len(body) > limits.max_upload_bytes:
-        raise PayloadTooLarge(
-            f"The image is {len(body)} bytes; the limit is {limits.max_upload_bytes}."
-        )
-    return decode_image(body, max_pixels=limits.max_pixels)
-
-
-def decode_image(data: bytes, *, max_pixels: int) -> Image.Image:
-    """Bytes -> RGB picture with EXIF orientation applied; the pixel limit is checked before decoding."""
-    from PIL import Image, UnidentifiedImageError
-
-    from traffic_platform.domain.pixels import apply_orientation, exif_orientation, to_rgb
-
-    try:
-        with Image.open(io.BytesIO(data)) as opened:
-            width, height = opened.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"The image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}."
-                )
-            opened.load()
-            return to_rgb(apply_orientation(opened, exif_orientation(opened)))
-    except (
-        UnidentifiedImageError,
-        OSError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as exc:
-        raise BadRequest(
-            f"The request body could not be decoded as an image: {exc}", code="undecodable_image"
-        ) from None
+    return decode_image(
+        bytes(request_body),
+        declared_content_type=ctype,
+        max_bytes=limits.max_upload_bytes,
+        max_pixels=limits.max_pixels,
+    ).image
 
 
 def predict_fn(data: Image.Image, model: Detector) -> dict[str, Any]:
@@ -152,7 +128,6 @@ def output_fn(prediction: dict[str, Any], accept: str | None) -> str:
 __all__ = [
     "SUPPORTED_ACCEPTS",
     "SUPPORTED_CONTENT_TYPES",
-    "decode_image",
     "input_fn",
     "model_fn",
     "output_fn",

@@ -20,12 +20,45 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
+from ..domain.captures import ACCEPTED, CaptureRecord
 from ..domain.errors import BadRequest, Forbidden, NotFound, TrafficPlatformError, Unauthorized
 from .metrics import Metrics
 from .service import IngestService
 
 log = logging.getLogger("traffic_platform.api")
 _CAPTURE = re.compile(r"^/v1/captures/([0-9a-f]{32})(/image|/annotated)?$")
+
+# The states GET /v1/captures/{id} reports (a distorted capture keeps its stored verdict).
+STORED, PENDING, PERSIST_FAILED = "stored", "pending", "failed"
+
+
+def capture_answer(record: CaptureRecord) -> dict[str, Any]:
+    """The answer to an accepted upload (201), from the capture record the service handed off."""
+    return {
+        "capture_id": record.capture_id,
+        "status": record.status,
+        "metadata": record.metadata.to_dict(),
+        "width": record.width,
+        "height": record.height,
+        "counts": record.counts,
+        "detections": [d.to_dict() for d in record.detections],
+        "model": {"name": record.model_name, "version": record.model_version},
+        "timings_ms": {k: round(v, 2) for k, v in record.timings.items()},
+    }
+
+
+def pending_answer(record: CaptureRecord, last_error: str | None = None) -> dict[str, Any]:
+    """The state of a capture handed off but not stored yet (``pending`` / ``pending_distorted``)."""
+    body = {
+        "capture_id": record.capture_id,
+        "status": PENDING if record.status == ACCEPTED else f"{PENDING}_{record.status}",
+        "metadata": record.metadata.to_dict(),
+        "counts": record.counts,
+        "detections": [d.to_dict() for d in record.detections],
+    }
+    if last_error:
+        body["last_error"] = last_error
+    return body
 
 
 @dataclass
@@ -138,8 +171,8 @@ class Api:
 
     def _post_image(self, req: Request) -> Response:
         file_name, data, content_type = read_upload(req)
-        result = self.service.ingest(file_name, data, content_type)
-        return Response.json(201, result.to_dict())
+        record = self.service.ingest(file_name, data, content_type)
+        return Response.json(201, capture_answer(record))
 
     def _ready(self) -> Response:
         checks: dict[str, Any] = {}

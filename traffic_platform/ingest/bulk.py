@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Settings
-from ..domain.errors import DistortedImage, TrafficPlatformError
+from ..domain.captures import ACCEPTED, DISTORTED
 
 
 def iter_files(paths: Iterable[Path]) -> Iterator[Path]:
@@ -28,40 +28,34 @@ def ingest_paths(paths: list[Path], *, settings: Settings, wait: bool = True, pr
     files = list(iter_files(paths))
     own = platform is None
     platform = platform or LocalPlatform(settings, run_worker=True)
-    rejected: Counter[str] = Counter()
-    totals: Counter[str] = Counter()
-    accepted = distorted = 0
-    errors: list[dict[str, str]] = []
     try:
         if own:
             platform.__enter__()
-        bar = _progress(files, progress)
-        for path in bar:
-            try:
-                result = platform.service.ingest(path.name, path.read_bytes())
-            except DistortedImage as exc:
-                distorted += 1
-                errors.append({"file": path.name, "code": exc.code, "message": exc.message})
-                continue
-            except TrafficPlatformError as exc:
-                rejected[exc.code] += 1
-                errors.append({"file": path.name, "code": exc.code, "message": exc.message})
-                continue
-            accepted += 1
-            totals.update(result.counts)
-        persisted = platform.worker.drain(timeout=600) if wait else None
+        items = ((path.name, path.read_bytes(), path) for path in _progress(files, progress))
+        outcomes = platform.ingest_batch(items, wait_s=600.0 if wait else None)
     finally:
         if own:
             platform.__exit__(None, None, None)
+    rejected: Counter[str] = Counter()
+    totals: Counter[str] = Counter()
+    for outcome in outcomes:
+        if outcome.record is not None:
+            totals.update(outcome.record.counts)
+        elif outcome.status != DISTORTED:
+            rejected[outcome.error.code if outcome.error else "internal_error"] += 1
     return {
         "files": len(files),
-        "accepted": accepted,
-        "distorted": distorted,
+        "accepted": sum(o.status == ACCEPTED for o in outcomes),
+        "distorted": sum(o.status == DISTORTED for o in outcomes),
         "rejected": dict(rejected),
         "counts": dict(totals),
-        "persisted": persisted,
-        "problems": errors[:50],
-    }
+        "persisted": all(o.stored for o in outcomes if o.capture_id) if wait else None,
+        "problems": [
+            {"file": o.file_name, "code": o.error.code if o.error else "internal_error",
+             "message": o.error.message if o.error else o.problem}
+            for o in outcomes if o.error is not None or (o.status not in (ACCEPTED, DISTORTED))
+        ][:50],
+    }  # fmt: skip
 
 
 def _progress(files: list[Path], enabled: bool):

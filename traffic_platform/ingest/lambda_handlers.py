@@ -130,7 +130,10 @@ def _default_persister() -> Any:
     from ..storage.repository import Repository
     from .persist import Persister
 
-    return Persister(Repository(make_engine(_settings().database_url)), _aws_clients()["store"])
+    settings = _settings()
+    return Persister(
+        Repository(make_engine(settings.database_url)), _aws_clients()["store"], max_pixels=settings.max_pixels
+    )
 
 
 if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):

@@ -1,20 +1,27 @@
 """The embedded home: wires settings into database, object store, detector, spool and worker.
 
-Used by `traffic-platform serve|worker|ingest|demo` and by end-to-end tests. Every
-client, connection and the model are created here once per process.
+Used by `traffic-platform serve|worker|ingest|demo`, the landing-prefix job and end-to-end
+tests. Every client, connection and the model are created here once per process.
+:meth:`LocalPlatform.ingest_batch` is the one way to "ingest these and wait until they
+are stored" (the CLI, the demo and the landing job use it).
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..config import Settings
 from ..detection.base import Detector
-from ..domain.errors import NotFound
-from .api import Api, CaptureLookup
+from ..domain.captures import ACCEPTED, DISTORTED, CaptureRecord
+from ..domain.errors import DistortedImage, NotFound, TrafficPlatformError
+from .api import PERSIST_FAILED, STORED, Api, CaptureLookup, pending_answer
+from .handoff import CaptureJob
 from .http_server import ApiServer
-from .jobs import CaptureJob
 from .metrics import Metrics
 from .persist import Persister
 from .service import IngestService
@@ -33,29 +40,14 @@ class LocalCaptureLookup(CaptureLookup):
     def status(self, capture_id: str) -> dict[str, Any]:
         row = self.repo.get_capture(capture_id)
         if row is not None:
-            return {**row, "status": "stored" if row.get("status") == "accepted" else row.get("status")}
+            return {**row, "status": STORED if row.get("status") == ACCEPTED else row.get("status")}
         if self.spool.is_pending(capture_id):
             job = self.spool.load(capture_id)
-            return self._from_job(job, "pending", self.spool.attempts(capture_id).get("last_error"))
+            return pending_answer(job.record, self.spool.attempts(capture_id).get("last_error"))
         reason = self.spool.dead_reason(capture_id)
         if reason is not None:
-            return {"capture_id": capture_id, "status": "failed", "error": reason.get("reason")}
+            return {"capture_id": capture_id, "status": PERSIST_FAILED, "error": reason.get("reason")}
         raise NotFound(f"No capture {capture_id}: it was never accepted here.", code="capture_not_found")
-
-    @staticmethod
-    def _from_job(job: CaptureJob, status: str, last_error: str | None) -> dict[str, Any]:
-        from ..domain.detections import count_by_class
-
-        body = {
-            "capture_id": job.capture_id,
-            "status": status if job.status == "accepted" else f"{status}_{job.status}",
-            "metadata": job.metadata.to_dict(),
-            "counts": count_by_class(job.detections),
-            "detections": [d.to_dict() for d in job.detections],
-        }
-        if last_error:
-            body["last_error"] = last_error
-        return body
 
     def image(self, capture_id: str, annotated: bool) -> tuple[bytes, str]:
         row = self.repo.get_capture(capture_id)
@@ -88,7 +80,7 @@ class LocalPlatform:
         self.repo = Repository(self.engine)
         self.store = open_object_store(settings)
         self.spool = Spool(settings.spool_dir)
-        self.persister = Persister(self.repo, self.store)
+        self.persister = Persister(self.repo, self.store, max_pixels=settings.max_pixels)
         self.worker = SpoolWorker(
             self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts, concurrency=settings.persist_concurrency
         )
@@ -103,9 +95,78 @@ class LocalPlatform:
             self.detector = build_detector(settings)
             self.detector.warmup()
 
-    @property
+    @cached_property
     def service(self) -> IngestService:
+        """The ingest service of this process (built once, on first use)."""
         return IngestService(self.settings, self.detector, _NotifyingSpool(self.spool, self.worker))
+
+    def ingest_batch(
+        self, items: Iterable[tuple[str, bytes, Any]], *, wait_s: float | None = 600.0
+    ) -> list[IngestOutcome]:
+        """Ingest ``(file name, bytes, tag)`` items one by one, then wait until they are stored.
+
+        ``items`` may be a generator (it is consumed lazily, so only one image is in memory at a
+        time); ``tag`` is the caller's handle (a path, an object key), returned on its outcome.
+        No item's error stops the batch. With ``wait_s=None`` nothing waits for persistence
+        (``stored`` stays ``None``).
+        """
+        outcomes = []
+        for file_name, data, tag in items:
+            try:
+                record = self.service.ingest(file_name, data)
+            except DistortedImage as exc:  # handed off as distorted, stored under distorted/
+                outcomes.append(IngestOutcome(file_name, tag, DISTORTED, exc.details.get("capture_id"), error=exc))
+            except TrafficPlatformError as exc:  # 4xx: the input is wrong; 5xx: a dependency failed
+                outcomes.append(IngestOutcome(file_name, tag, REJECTED if exc.http_status < 500 else FAILED, error=exc))
+            except Exception as exc:  # noqa: BLE001 - one bad item must not stop the batch
+                log.exception("ingest of %s failed", file_name)
+                outcomes.append(IngestOutcome(file_name, tag, FAILED, problem=f"{type(exc).__name__}: {exc}"[:500]))
+            else:
+                outcomes.append(IngestOutcome(file_name, tag, record.status, record.capture_id, record=record))
+        if wait_s is None:
+            return outcomes
+        handed = [o.capture_id for o in outcomes if o.capture_id]
+        self.wait_persisted(handed, timeout_s=wait_s)
+        for outcome in outcomes:
+            if outcome.capture_id:
+                outcome.stored = self.repo.capture_exists(outcome.capture_id)
+                if not outcome.stored:
+                    reason = self.spool.dead_reason(outcome.capture_id) or self.spool.attempts(outcome.capture_id)
+                    outcome.problem = f"not stored yet: {reason}"[:500]
+        return outcomes
+
+    def wait_persisted(self, capture_ids: Sequence[str], *, timeout_s: float) -> bool:
+        """Wait until none of ``capture_ids`` is pending in the spool (stored or dead-lettered).
+
+        When this process's worker runs, it does the work; otherwise this call persists
+        them itself, taking the spool's worker lock. If another process holds the spool
+        (``traffic-platform serve``, a concurrent landing run), its worker stores ours and
+        we keep trying to take over until they are done. Returns whether everything left
+        the spool within ``timeout_s``.
+        """
+        spool, worker = self.spool, self.worker
+        deadline = time.monotonic() + timeout_s
+
+        def pending() -> bool:
+            return any(spool.is_pending(cid) for cid in capture_ids)
+
+        while pending() and time.monotonic() < deadline:
+            if worker.running:
+                worker.notify()
+                time.sleep(0.05)
+                continue
+            try:
+                worker.acquire()
+            except BlockingIOError:
+                time.sleep(0.2)
+                continue
+            try:
+                while pending() and time.monotonic() < deadline:
+                    if not worker.run_once():
+                        time.sleep(0.05)
+            finally:
+                worker.release()
+        return not pending()
 
     def api(self) -> Api:
         return Api(
@@ -135,9 +196,34 @@ class LocalPlatform:
         return self
 
     def __exit__(self, *exc) -> None:
-        if self.run_worker:
-            self.worker.stop()
+        self.worker.stop()  # joins its thread if started, ends its pool, releases the spool lock
+        if "service" in self.__dict__:  # built: stop its threads
+            self.service.close()
         self.engine.dispose()
+
+
+#: Outcomes of :meth:`LocalPlatform.ingest_batch` besides accepted/distorted.
+REJECTED, FAILED = "rejected", "failed"
+
+
+@dataclass
+class IngestOutcome:
+    """What became of one item of :meth:`LocalPlatform.ingest_batch`.
+
+    ``status``: ``accepted`` or ``distorted`` (handed off: ``capture_id`` is set), ``rejected``
+    (the input is wrong: a 4xx error a retry cannot fix) or ``failed`` (the detector, a
+    dependency or something unexpected failed: worth a retry). ``stored`` says, after the
+    wait, whether the capture is in the database; ``problem`` why not, or what failed.
+    """
+
+    file_name: str
+    tag: Any
+    status: str
+    capture_id: str | None = None
+    record: CaptureRecord | None = None
+    error: TrafficPlatformError | None = None
+    stored: bool | None = None
+    problem: str | None = None
 
 
 class _NotifyingSpool:

@@ -3,8 +3,10 @@
     parse name -> safe decode -> quality gate -> detect -> durable hand-off -> answer
 
 The HTTP server, the Lambda handlers, the CLI and the landing-prefix sensor are thin
-adapters over :meth:`IngestService.ingest`. No database round trip happens here:
-the capture id is derived from the name and bytes, and persistence is the worker's job.
+adapters over :meth:`IngestService.ingest`, which returns the
+:class:`~traffic_platform.domain.captures.CaptureRecord` it handed off. No database round
+trip happens here: the capture id is derived from the name and bytes, and persistence is
+the worker's job.
 """
 
 from __future__ import annotations
@@ -13,19 +15,19 @@ import hashlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import Settings
-from ..detection.base import Detector
-from ..domain.detections import Detection, count_by_class
+from ..detection.base import Detector, ImageInput
+from ..domain.captures import ACCEPTED, DISTORTED, CaptureRecord, capture_id_for
 from ..domain.errors import DistortedImage, TrafficPlatformError
-from ..domain.metadata import CaptureMetadata, parse_file_name
+from ..domain.images import decode_image
+from ..domain.metadata import parse_file_name
 from ..domain.quality import assess_quality
 from ..domain.timezones import local_to_utc, resolve_timezone
-from .decode import decode_image
-from .jobs import ACCEPTED, DISTORTED, CaptureJob, capture_id_for
+from .handoff import CaptureJob, Handoff
 
 log = logging.getLogger("traffic_platform.ingest")
 
@@ -36,42 +38,8 @@ def _timed(fn, *args):
     return fn(*args), (time.perf_counter() - t) * 1e3
 
 
-class Handoff(Protocol):
-    """Where accepted work goes before the caller is answered (spool or SQS); must be durable."""
-
-    def submit(self, job: CaptureJob) -> None: ...
-
-
-@dataclass
-class IngestResult:
-    """What the caller gets back for an accepted image."""
-
-    capture_id: str
-    metadata: CaptureMetadata
-    detections: list[Detection]
-    model_name: str
-    model_version: str
-    width: int
-    height: int
-    timings: dict[str, float] = field(default_factory=dict)
-    status: str = ACCEPTED
-
-    @property
-    def counts(self) -> dict[str, int]:
-        return count_by_class(self.detections)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "capture_id": self.capture_id,
-            "status": self.status,
-            "metadata": self.metadata.to_dict(),
-            "width": self.width,
-            "height": self.height,
-            "counts": self.counts,
-            "detections": [d.to_dict() for d in self.detections],
-            "model": {"name": self.model_name, "version": self.model_version},
-            "timings_ms": {k: round(v, 2) for k, v in self.timings.items()},
-        }
+def _rounded(values: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 3) for k, v in values.items()}
 
 
 class IngestService:
@@ -83,30 +51,57 @@ class IngestService:
         self.handoff = handoff
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="quality-gate")
 
-    def ingest(self, file_name: str, data: bytes, content_type: str | None = None) -> IngestResult:
-        """Run the sync part; raise a :class:`TrafficPlatformError` for anything rejected.
+    def close(self) -> None:
+        """Stop the quality-gate threads (the service cannot ingest afterwards)."""
+        self._pool.shutdown(wait=True)
 
-        A distorted image is handed off too (stored under ``distorted/``) before
-        :class:`DistortedImage` is raised, so it is recorded with its reasons.
+    def ingest(self, file_name: str, data: bytes, content_type: str | None = None) -> CaptureRecord:
+        """Run the sync part; return the accepted capture (``timings`` up to the answer).
+
+        Raises a :class:`TrafficPlatformError` for anything rejected. A distorted image is
+        handed off too (stored under ``distorted/``) before :class:`DistortedImage` is
+        raised, so it is recorded with its reasons. Every image gets one log line with its
+        outcome and timings (``traffic_platform.ingest``).
         """
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
+        try:
+            record = self._ingest(file_name, data, content_type, timings, t0)
+        except TrafficPlatformError as exc:
+            timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
+            outcome = DISTORTED if isinstance(exc, DistortedImage) else "rejected"
+            log.info(
+                "%s %s: %s", outcome, file_name, exc.code,
+                extra={"event": "ingest", "outcome": outcome, "file_name": file_name, "code": exc.code,
+                       "capture_id": exc.details.get("capture_id"), "http_status": exc.http_status,
+                       "timings_ms": _rounded(timings)},
+            )  # fmt: skip
+            raise
+        log.info(
+            "accepted %s", file_name,
+            extra={"event": "ingest", "outcome": ACCEPTED, "file_name": file_name, "capture_id": record.capture_id,
+                   "counts": record.counts, "model_version": record.model_version,
+                   "timings_ms": _rounded(record.timings)},
+        )  # fmt: skip
+        return record
+
+    def _ingest(
+        self, file_name: str, data: bytes, content_type: str | None, timings: dict[str, float], t0: float
+    ) -> CaptureRecord:
         metadata = parse_file_name(file_name)
         content_sha256 = hashlib.sha256(data).hexdigest() if data else ""
         capture_id = capture_id_for(file_name, content_sha256)
         zone = resolve_timezone(metadata.city, metadata.country, self.settings.timezones)
 
-        def job(status: str, **extra: Any) -> CaptureJob:
-            return CaptureJob(
+        def record(status: str, **extra: Any) -> CaptureRecord:
+            return CaptureRecord(
                 capture_id=capture_id,
-                file_name=file_name,
+                metadata=metadata,
                 content_sha256=content_sha256,
-                content_type=metadata.content_type,
                 status=status,
                 timezone=zone,
                 captured_at_utc=local_to_utc(metadata.captured_at, zone),
                 ingested_at=datetime.now(UTC).replace(tzinfo=None),
-                image=data,
                 **extra,
             )
 
@@ -119,7 +114,7 @@ class IngestService:
             )
         except DistortedImage as exc:  # it is a JPEG/PNG, but broken: keep it as distorted
             reasons = list(exc.details.get("reasons") or [exc.code])
-            self._handoff(job(DISTORTED, quality_reasons=reasons), timings, t0)
+            self._handoff(record(DISTORTED, quality_reasons=reasons), data, timings, t0)
             raise self._distorted(exc.message, capture_id, reasons, {}, code=exc.code) from None
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
 
@@ -127,46 +122,31 @@ class IngestService:
         # a distorted image's detections are simply dropped.
         quality = self._pool.submit(_timed, assess_quality, decoded.image, self.settings.quality)
         t = time.perf_counter()
-        detections = self.detector.detect_one(decoded.to_input())
+        detections = self.detector.detect_one(ImageInput.of(decoded))
         timings["detect_ms"] = (time.perf_counter() - t) * 1e3
         report, timings["quality_ms"] = quality.result()
         size = {"width": decoded.width, "height": decoded.height}
         if not report.ok:
-            self._handoff(job(DISTORTED, quality_metrics=report.metrics, quality_reasons=report.reasons, **size), timings, t0)
+            distorted = record(DISTORTED, quality_metrics=report.metrics, quality_reasons=report.reasons, **size)
+            self._handoff(distorted, data, timings, t0)
             raise self._distorted("; ".join(report.messages), capture_id, report.reasons, report.metrics)
-        model = self.detector.describe()
-        self._handoff(
-            job(
-                ACCEPTED,
-                quality_metrics=report.metrics,
-                model_name=model["model_name"],
-                model_version=model["model_version"],
-                detections=detections,
-                **size,
-            ),
-            timings,
-            t0,
-        )
-        result = IngestResult(
-            capture_id=capture_id,
-            metadata=metadata,
-            detections=detections,
+        model = self.detector.describe()  # a remote detector names the model that answered
+        accepted = record(
+            ACCEPTED,
+            quality_metrics=report.metrics,
             model_name=model["model_name"],
             model_version=model["model_version"],
-            timings=timings,
+            detections=detections,
             **size,
         )
-        log.info(
-            "accepted %s",
-            file_name,
-            extra={"capture_id": capture_id, "timings_ms": {k: round(v, 2) for k, v in timings.items()}, "counts": result.counts},
-        )
-        return result
+        self._handoff(accepted, data, timings, t0)
+        return replace(accepted, timings=dict(timings))
 
-    def _handoff(self, job: CaptureJob, timings: dict[str, float], t0: float) -> None:
+    def _handoff(self, record: CaptureRecord, data: bytes, timings: dict[str, float], t0: float) -> None:
         t = time.perf_counter()
-        job.timings = {**timings, "total_ms": (t - t0) * 1e3}  # stored: sync time up to the hand-off
-        self.handoff.submit(job)
+        # Stored: the sync time up to the hand-off; the answer adds the hand-off itself.
+        stored = replace(record, timings={**timings, "total_ms": (t - t0) * 1e3})
+        self.handoff.submit(CaptureJob(stored, data))
         timings["handoff_ms"] = (time.perf_counter() - t) * 1e3
         timings["total_ms"] = (time.perf_counter() - t0) * 1e3
 

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .jobs import CaptureJob
+from .handoff import CaptureJob
 
 MAGIC = b"TPJ1"
 
@@ -36,7 +36,7 @@ def decode_job(blob: bytes) -> CaptureJob:
         raise ValueError("not a spool job file")
     (length,) = struct.unpack(">I", blob[4:8])
     header = json.loads(blob[8 : 8 + length])
-    return CaptureJob.from_header(header, blob[8 + length :])
+    return CaptureJob.from_parts(header, blob[8 + length :])
 
 
 def _fsync_dir(path: Path) -> None:

@@ -11,7 +11,7 @@ import base64
 import json
 from typing import Any
 
-from .jobs import CaptureJob
+from .handoff import CaptureJob
 
 # SQS allows 256 KiB per message; keep room for the header and base64's 4/3 growth.
 INLINE_LIMIT = 150 * 1024
@@ -28,12 +28,12 @@ class SqsHandoff:
         self.inline_limit = inline_limit
 
     def submit(self, job: CaptureJob) -> None:
-        body: dict[str, Any] = {"job": job.header()}
+        body: dict[str, Any] = {"job": job.record.header()}
         if len(job.image) <= self.inline_limit:
             body["image_b64"] = base64.b64encode(job.image).decode()
         else:
-            key = f"{INCOMING_PREFIX}{job.capture_id}.{job.metadata.extension}"
-            self.store.put(key, job.image, job.content_type)
+            key = f"{INCOMING_PREFIX}{job.capture_id}.{job.record.metadata.extension}"
+            self.store.put(key, job.image, job.record.content_type)
             body["image_key"] = key
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body, ensure_ascii=False))
 
@@ -43,4 +43,4 @@ def job_from_message(body: str, store: Any) -> tuple[CaptureJob, str | None]:
     message = json.loads(body)
     staged = message.get("image_key")
     image = store.get(staged) if staged else base64.b64decode(message["image_b64"])
-    return CaptureJob.from_header(message["job"], image), staged
+    return CaptureJob.from_parts(message["job"], image), staged

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from .jobs import CaptureJob
+from .handoff import CaptureJob
 from .spool import Spool
 
 log = logging.getLogger(__name__)
@@ -70,9 +70,19 @@ class SpoolWorker:
     # -- lifecycle --------------------------------------------------------------------
     def acquire(self) -> None:
         """Take the spool's worker lock (raises BlockingIOError if another worker has it)."""
-        self._lock_file = open(self.spool.root / "worker.lock", "w")  # noqa: SIM115
-        fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock_file = open(self.spool.root / "worker.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            lock_file.close()
+            raise
+        self._lock_file = lock_file
         self.spool.clean_tmp()
+
+    @property
+    def running(self) -> bool:
+        """Whether this worker's background thread is draining the spool."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def release(self) -> None:
         if self._lock_file is not None:
@@ -120,10 +130,14 @@ class SpoolWorker:
         return 0 if self._stop.is_set() else self._process(capture_id)
 
     def drain(self, timeout: float = 30.0) -> bool:
-        """Process until the spool is empty or ``timeout`` passes (tests, CLI ingest)."""
+        """Process until the spool is empty or ``timeout`` passes (tests, CLI ingest); when the
+        background thread runs, wait for it instead of working beside it."""
         deadline = time.monotonic() + timeout
         while self.spool.depth() and time.monotonic() < deadline:
-            if not self.run_once():
+            if self.running:
+                self.notify()
+                time.sleep(0.05)
+            elif not self.run_once():
                 time.sleep(0.05)
         return self.spool.depth() == 0
 

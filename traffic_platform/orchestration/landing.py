@@ -25,9 +25,7 @@ keys the store cannot address are skipped by the sensor and counted in its log.
 import hashlib
 import json
 import logging
-import os
-import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -36,9 +34,11 @@ from urllib.parse import unquote
 import dagster as dg
 from pydantic import Field
 
-from ..domain.errors import DistortedImage, PayloadTooLarge, TrafficPlatformError
+from ..domain.captures import ACCEPTED, DISTORTED
+from ..domain.errors import PayloadTooLarge, TrafficPlatformError
+from ..ingest.local import FAILED, REJECTED
 from ..storage.keys import validate_key
-from ..storage.objectstore import LocalObjectStore, ObjectNotFound, ObjectStore, S3ObjectStore
+from ..storage.objectstore import ObjectInfo, ObjectNotFound, ObjectStore
 from .resources import IngestResource
 from .schedules import TAG_TRIGGER
 
@@ -51,72 +51,11 @@ LANDING_PREFIX = "landing/"
 REJECTED_PREFIX = "rejected/"
 REASON_SUFFIX = ".reason.json"
 
-# Outcomes of one landing object.
-ACCEPTED, DISTORTED, REJECTED, FAILED, GONE = "accepted", "distorted", "rejected", "failed", "gone"
+# Outcomes of one landing object: those of LocalPlatform.ingest_batch, and "gone".
+GONE = "gone"
 
 
 # -- listing ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LandingObject:
-    """One object under ``landing/``; ``token`` changes whenever its content is replaced."""
-
-    key: str
-    token: str
-    size: int | None
-
-
-def list_landing(store: ObjectStore, prefix: str = LANDING_PREFIX) -> tuple[list[LandingObject], int]:
-    """The objects under ``prefix`` with a change token (S3: ETag + size; directory: size +
-    mtime), sorted by key, and how many keys were skipped because the store cannot address them."""
-    if isinstance(store, S3ObjectStore):
-        found, skipped = [], 0
-        paginator = store.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=store.bucket, Prefix=store.prefix + prefix):
-            for item in page.get("Contents", []):
-                key = item["Key"][len(store.prefix):]
-                if key.endswith("/"):  # a "folder" marker made by a console, not an upload
-                    continue
-                if not _addressable(key):
-                    skipped += 1
-                    continue
-                size = int(item.get("Size", 0))
-                found.append(LandingObject(key, f"{str(item.get('ETag', '')).strip(chr(34))}:{size}", size))
-        return sorted(found, key=lambda o: o.key), skipped
-    found = []
-    for key in store.list(prefix):  # the directory store already skips unaddressable names
-        token, size = object_token(store, key)
-        if token is not None:
-            found.append(LandingObject(key, token, size))
-    return found, 0
-
-
-def object_token(store: ObjectStore, key: str) -> tuple[str | None, int | None]:
-    """``(token, size)`` of one object now, ``(None, None)`` if it is gone."""
-    if isinstance(store, LocalObjectStore):
-        try:
-            st = os.stat(store.root / validate_key(key))
-        except FileNotFoundError:
-            return None, None
-        return f"{st.st_size}:{st.st_mtime_ns}", st.st_size
-    if isinstance(store, S3ObjectStore):
-        from botocore.exceptions import ClientError
-
-        try:
-            head = store.client.head_object(Bucket=store.bucket, Key=store.prefix + validate_key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return None, None
-            raise
-        size = int(head.get("ContentLength", 0))
-        return f"{str(head.get('ETag', '')).strip(chr(34))}:{size}", size
-    # Any other store: the content itself is the token.
-    try:
-        data = store.get(key)
-    except ObjectNotFound:
-        return None, None
-    return hashlib.sha256(data).hexdigest(), len(data)
 
 
 def _addressable(key: str) -> bool:
@@ -164,11 +103,12 @@ def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batc
     so the cursor stays as small as the backlog. Each run key hashes its batch's
     ``key@token#attempt`` lines, so Dagster never launches the same batch twice either.
     """
-    objects, unaddressable = list_landing(store)
+    listing = store.scan(LANDING_PREFIX)
+    objects, unaddressable = listing.objects, listing.unaddressable
     state: dict[str, list] = json.loads(cursor)["requested"] if cursor else {}
     present = {o.key for o in objects}
     state = {k: v for k, v in state.items() if k in present}
-    due: list[tuple[LandingObject, int]] = []
+    due: list[tuple[ObjectInfo, int]] = []
     in_flight = gave_up = 0
     for obj in objects:
         previous = state.get(obj.key)
@@ -224,62 +164,71 @@ class LandingSummary:
 
 def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_timeout_s: float = 600.0,
                     run_id: str | None = None) -> LandingSummary:
-    """Ingest the landing objects ``keys`` through ``platform.service`` (see the module docstring)."""
+    """Ingest the landing objects ``keys`` through ``platform.ingest_batch`` (see the module docstring)."""
     store, settings = platform.store, platform.settings
-    service = platform.service
     summary = LandingSummary()
-    handed: dict[str, tuple[str, str, str | None]] = {}  # key -> (capture id, outcome, token read)
-    for key in dict.fromkeys(keys):
-        if not key.startswith(LANDING_PREFIX) or not _addressable(key):
-            raise ValueError(f"{key!r} is not an object key under {LANDING_PREFIX!r}")
-        try:
-            token, size = object_token(store, key)
-            if token is None:  # processed by an earlier run, or removed
-                summary.outcomes[key] = GONE
-                continue
-            file_name = file_name_for(key)
-            if size is not None and size > settings.max_upload_bytes:  # do not download it to say no
-                raise PayloadTooLarge(
-                    f"The object is {size} bytes; the limit is {settings.max_upload_bytes} bytes.",
-                    code="upload_too_large", details={"bytes": size, "max_bytes": settings.max_upload_bytes},
-                )
+    read: dict[str, ObjectInfo] = {}  # key -> the object as it was when its bytes were read
+
+    def items() -> Iterator[tuple[str, bytes, str]]:
+        """The objects to ingest, read one at a time; the others get their outcome here."""
+        for key in dict.fromkeys(keys):
+            if not key.startswith(LANDING_PREFIX) or not _addressable(key):
+                raise ValueError(f"{key!r} is not an object key under {LANDING_PREFIX!r}")
+            info = None
             try:
+                info = store.stat(key)
+                if info is None:  # processed by an earlier run, or removed
+                    summary.outcomes[key] = GONE
+                    continue
+                file_name = file_name_for(key)
+                if info.size > settings.max_upload_bytes:  # do not download it to say no
+                    raise PayloadTooLarge(
+                        f"The object is {info.size} bytes; the limit is {settings.max_upload_bytes} bytes.",
+                        code="upload_too_large", details={"bytes": info.size, "max_bytes": settings.max_upload_bytes},
+                    )
                 data = store.get(key)
             except ObjectNotFound:
                 summary.outcomes[key] = GONE
                 continue
-            result = service.ingest(file_name, data)
-        except DistortedImage as exc:  # handed off as distorted (stored under distorted/) by the service
-            handed[key] = (exc.details["capture_id"], DISTORTED, token)
-            summary.problems[key] = exc.code
-        except TrafficPlatformError as exc:
-            if exc.http_status < 500:  # the object itself is wrong: no retry can fix it
-                _reject(store, key, exc, size, run_id)
-                summary.outcomes[key] = REJECTED
-            else:  # the detector or a dependency failed: leave it for a later run
-                summary.outcomes[key] = FAILED
-            summary.problems[key] = f"{exc.code}: {exc.message}"
-        except UnicodeDecodeError as exc:  # a %XX sequence that is not UTF-8
-            _reject(store, key, _BadName(f"The object key's name is not percent-encoded UTF-8: {exc}"), size, run_id)
-            summary.outcomes[key] = REJECTED
-            summary.problems[key] = "invalid_file_name"
-        except Exception as exc:  # noqa: BLE001 - one bad object must not stop the batch
-            log.exception("landing object %s failed", key)
-            summary.outcomes[key] = FAILED
-            summary.problems[key] = f"{type(exc).__name__}: {exc}"[:500]
-        else:
-            handed[key] = (result.capture_id, ACCEPTED, token)
+            except PayloadTooLarge as exc:
+                _reject(store, key, exc, info.size if info else None, run_id)
+                summary.outcomes[key], summary.problems[key] = REJECTED, f"{exc.code}: {exc.message}"
+                continue
+            except UnicodeDecodeError as exc:  # a %XX sequence that is not UTF-8
+                _reject(store, key, _BadName(f"The object key's name is not percent-encoded UTF-8: {exc}"),
+                        info.size if info else None, run_id)
+                summary.outcomes[key], summary.problems[key] = REJECTED, "invalid_file_name"
+                continue
+            except Exception as exc:  # noqa: BLE001 - one bad object must not stop the batch
+                log.exception("landing object %s failed", key)
+                summary.outcomes[key], summary.problems[key] = FAILED, f"{type(exc).__name__}: {exc}"[:500]
+                continue
+            read[key] = info
+            yield file_name, data, key
 
-    persist_handed_off(platform, [cid for cid, _, _ in handed.values()], timeout_s=persist_timeout_s)
-    for key, (capture_id, outcome, token) in handed.items():
-        summary.capture_ids[key] = capture_id
-        if not platform.repo.capture_exists(capture_id):
-            reason = platform.spool.dead_reason(capture_id) or platform.spool.attempts(capture_id)
-            summary.outcomes[key] = FAILED
-            summary.problems[key] = f"not stored yet: {json.dumps(reason)[:400]}"
+    for outcome in platform.ingest_batch(items(), wait_s=persist_timeout_s):
+        key = outcome.tag
+        if outcome.error is not None or outcome.problem:
+            summary.problems[key] = (
+                outcome.error.code if outcome.status == DISTORTED
+                else f"{outcome.error.code}: {outcome.error.message}" if outcome.error
+                else outcome.problem
+            )  # fmt: skip
+        if outcome.status == REJECTED:  # the object itself is wrong: no retry can fix it
+            _reject(store, key, outcome.error, read[key].size, run_id)
+            summary.outcomes[key] = REJECTED
             continue
-        summary.outcomes[key] = outcome
-        if object_token(store, key)[0] == token:  # not replaced meanwhile by a new upload
+        if outcome.capture_id is None:  # the detector or a dependency failed: leave it for a later run
+            summary.outcomes[key] = FAILED
+            continue
+        summary.capture_ids[key] = outcome.capture_id
+        if not outcome.stored:
+            summary.outcomes[key] = FAILED
+            summary.problems[key] = outcome.problem or "not stored yet"
+            continue
+        summary.outcomes[key] = outcome.status
+        now = store.stat(key)
+        if now is not None and now.token == read[key].token:  # not replaced meanwhile by a new upload
             store.delete(key)
     return summary
 
@@ -306,35 +255,6 @@ def _reject(store: ObjectStore, key: str, exc: TrafficPlatformError, size: int |
     store.put(target + REASON_SUFFIX, json.dumps(reason, ensure_ascii=False, indent=2, default=str).encode(),
               "application/json")
     store.move(key, target)
-
-
-def persist_handed_off(platform: "LocalPlatform", capture_ids: Sequence[str], *, timeout_s: float) -> bool:
-    """Run the spool worker until none of ``capture_ids`` is pending (stored or dead-lettered).
-
-    One worker per spool: if another process holds the spool (``traffic-platform serve`` or a
-    concurrent run on this host), its worker stores ours; we keep trying to take over until
-    they are done. Returns whether everything left the spool within ``timeout_s``.
-    """
-    spool, worker = platform.spool, platform.worker
-    deadline = time.monotonic() + timeout_s
-
-    def pending() -> bool:
-        return any(spool.is_pending(cid) for cid in capture_ids)
-
-    while pending() and time.monotonic() < deadline:
-        try:
-            worker.acquire()
-        except BlockingIOError:
-            worker.release()  # closes the lock file we opened
-            time.sleep(0.2)
-            continue
-        try:
-            while pending() and time.monotonic() < deadline:
-                if not worker.run_once():
-                    time.sleep(0.05)
-        finally:
-            worker.release()
-    return not pending()
 
 
 # -- the job --------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import dagster as dg
 from pydantic import Field
 from sqlalchemy import and_, or_, select
 
+from ..domain.captures import ACCEPTED
 from ..storage.objectstore import ObjectNotFound
 from ..storage.tables import capture_counts, captures, locations
 from .assets.reporting import TAG_MODEL_NAME, TAG_MODEL_VERSION
@@ -129,7 +130,7 @@ def stored_captures(engine: "Engine", selection: Selection, page: int = PAGE) ->
     if selection.location_ids == ():
         return
     conditions = [
-        captures.c.status == "accepted",
+        captures.c.status == ACCEPTED,
         captures.c.image_key.is_not(None),
         captures.c.captured_at >= selection.start,
         captures.c.captured_at < selection.end,
@@ -200,7 +201,8 @@ def redetect(engine: "Engine", repo: "Repository", store: "ObjectStore", detecto
              selection: Selection, *, batch_size: int = 16, fetch_threads: int = 8, skip_existing: bool = False,
              log: Any = None) -> RedetectSummary:
     """Run ``detector`` on the stored images of ``selection`` and save its detections (see module doc)."""
-    from ..ingest.decode import decode_image
+    from ..detection.base import ImageInput
+    from ..domain.images import decode_image
 
     model = ModelKey(detector.model_name, detector.model_version)
     summary = RedetectSummary(model)
@@ -214,7 +216,7 @@ def redetect(engine: "Engine", repo: "Repository", store: "ObjectStore", detecto
             decoded = decode_image(data, max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
         except Exception:  # noqa: BLE001 - it decoded at ingest; record and go on
             return capture, None, "undecodable"
-        return capture, decoded.to_input(), None
+        return capture, ImageInput.of(decoded), None
 
     with ThreadPoolExecutor(max_workers=fetch_threads, thread_name_prefix="redetect-load") as pool:
         for page in stored_captures(engine, selection):

@@ -153,18 +153,14 @@ class IngestResource(dg.ConfigurableResource):
         """The local platform (database, store, spool, worker) with the process-wide detector.
 
         The worker thread is not started: the caller persists its own hand-offs (see
-        :func:`traffic_platform.orchestration.landing.persist_handed_off`), so a run ends only
-        once what it accepted is stored. The engine is disposed on exit.
+        :meth:`traffic_platform.ingest.local.LocalPlatform.wait_persisted`), so a run ends only
+        once what it accepted is stored. Everything is closed on exit.
         """
         from ..ingest.local import LocalPlatform
 
         settings = self.settings()
-        platform = LocalPlatform(settings, run_worker=False, detector=shared_detector(settings))
-        try:
+        with LocalPlatform(settings, run_worker=False, detector=shared_detector(settings)) as platform:
             yield platform
-        finally:
-            platform.worker.release()
-            platform.engine.dispose()
 
 
 def default_resources() -> dict[str, dg.ConfigurableResource]:

@@ -8,9 +8,11 @@ and reuse it: the S3 client is created once.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -22,14 +24,36 @@ if TYPE_CHECKING:
     from ..config import Settings
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_TEMP_PREFIX = "~tmp-"  # the directory store's half-written files ("~" is never in a key)
 
 
 class ObjectNotFound(KeyError):
     """No object under that key."""
 
 
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One object as a listing sees it. ``token`` changes whenever its content is replaced
+    (S3: ETag and size; directory: size and mtime in ns); ``modified`` is POSIX seconds."""
+
+    key: str
+    token: str
+    size: int
+    modified: float
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The objects under a prefix, sorted by key, and how many keys were skipped because
+    the store cannot address them (see :func:`~traffic_platform.storage.keys.validate_key`)."""
+
+    objects: list[ObjectInfo] = field(default_factory=list)
+    unaddressable: int = 0
+
+
 class ObjectStore(ABC):
-    """Bytes under safe keys. ``delete`` of a missing key is a no-op; ``list`` yields sorted keys."""
+    """Bytes under safe keys. ``delete`` of a missing key is a no-op; ``list`` yields sorted keys;
+    ``scan`` and ``stat`` add the change tokens a poller (the landing sensor) needs."""
 
     @abstractmethod
     def put(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None: ...
@@ -47,6 +71,14 @@ class ObjectStore(ABC):
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys starting with ``prefix`` (plain string prefix, not only whole segments), sorted."""
+
+    @abstractmethod
+    def scan(self, prefix: str = "") -> Listing:
+        """The objects under ``prefix`` with their change tokens (``"folder/"`` markers skipped)."""
+
+    @abstractmethod
+    def stat(self, key: str) -> ObjectInfo | None:
+        """The object under ``key`` now, or ``None`` if there is none."""
 
     @abstractmethod
     def move(self, src: str, dst: str) -> None:
@@ -77,7 +109,7 @@ class LocalObjectStore(ObjectStore):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # "~" is not allowed in keys, so a leftover temp file is never listed as an object.
-        fd, tmp = tempfile.mkstemp(prefix="~tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=_TEMP_PREFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -107,18 +139,40 @@ class LocalObjectStore(ObjectStore):
         _fsync_dir(path.parent)
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        return iter(sorted(key for key in self._walk(prefix) if _is_valid(key)))
+
+    def scan(self, prefix: str = "") -> Listing:
+        found, unaddressable = [], 0
+        for key in self._walk(prefix):
+            if not _is_valid(key):
+                unaddressable += not key.rpartition("/")[2].startswith(_TEMP_PREFIX)
+                continue
+            info = self.stat(key)
+            if info is not None:
+                found.append(info)
+        return Listing(sorted(found, key=lambda o: o.key), unaddressable)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return ObjectInfo(key, f"{st.st_size}:{st.st_mtime_ns}", st.st_size, st.st_mtime)
+
+    def _walk(self, prefix: str) -> Iterator[str]:
+        """Every file name under ``prefix`` as a key (valid or not), unsorted."""
         validate_prefix(prefix)
         base = self.root / prefix.rpartition("/")[0]
         if not base.is_dir():
-            return iter(())
-        keys = []
+            return
         for dirpath, _dirs, files in os.walk(base):
             rel_dir = Path(dirpath).relative_to(self.root).as_posix()
             for name in files:
                 key = name if rel_dir == "." else f"{rel_dir}/{name}"
-                if key.startswith(prefix) and _is_valid(key):
-                    keys.append(key)
-        return iter(sorted(keys))
+                if key.startswith(prefix):
+                    yield key
 
     def move(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
@@ -187,25 +241,53 @@ class S3ObjectStore(ObjectStore):
         return response["Body"].read()
 
     def exists(self, key: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return self.stat(key) is not None
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def list(self, prefix: str = "") -> Iterator[str]:
+        for item in self._pages(prefix):
+            yield item["Key"][len(self.prefix) :]
+
+    def scan(self, prefix: str = "") -> Listing:
+        found, unaddressable = [], 0
+        for item in self._pages(prefix):
+            key = item["Key"][len(self.prefix) :]
+            if key.endswith("/"):  # a "folder" marker made by a console, not an upload
+                continue
+            if not _is_valid(key):
+                unaddressable += 1
+                continue
+            found.append(self._info(key, item.get("ETag"), item.get("Size"), item.get("LastModified")))
+        return Listing(sorted(found, key=lambda o: o.key), unaddressable)
+
+    def stat(self, key: str) -> ObjectInfo | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+        return self._info(key, head.get("ETag"), head.get("ContentLength"), head.get("LastModified"))
+
+    def _pages(self, prefix: str) -> Iterator[dict[str, Any]]:
         validate_prefix(prefix)
         paginator = self.client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket, Prefix=self.prefix + prefix):
-            for item in page.get("Contents", []):
-                yield item["Key"][len(self.prefix) :]
+            yield from page.get("Contents", [])
+
+    @staticmethod
+    def _info(key: str, etag: Any, size: Any, modified: Any) -> ObjectInfo:
+        size = int(size or 0)
+        return ObjectInfo(
+            key,
+            f"{str(etag or '').strip(chr(34))}:{size}",
+            size,
+            modified.timestamp() if modified is not None else 0.0,
+        )
 
     def move(self, src: str, dst: str) -> None:
         from botocore.exceptions import ClientError
@@ -306,7 +388,9 @@ def _fsync_dir(path: Path) -> None:
 
 
 __all__ = [
+    "Listing",
     "LocalObjectStore",
+    "ObjectInfo",
     "ObjectNotFound",
     "ObjectStore",
     "S3ObjectStore",

@@ -11,7 +11,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -19,73 +18,17 @@ from sqlalchemy import Engine, and_, delete, exists, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from ..domain.captures import CaptureRecord
 from ..domain.classes import TRAFFIC_CLASSES
 from ..domain.detections import Detection, count_by_class
 from ..domain.errors import NotFound, ServiceUnavailable
-from ..domain.metadata import EXTENSIONS, CaptureMetadata
+from ..domain.metadata import EXTENSIONS
 from .database import writer
-from .tables import CAPTURE_STATUSES, QUALITY_METRICS, TIMINGS, capture_counts, captures, locations
+from .tables import QUALITY_METRICS, TIMINGS, capture_counts, captures, locations
 from .tables import detections as detections_table
 
 T = TypeVar("T")
 _RETRYABLE_MYSQL = {1205, 1213}  # lock wait timeout, deadlock: the transaction was rolled back
-
-
-@dataclass(frozen=True, kw_only=True)
-class CaptureRecord:
-    """Everything stored about one ingested image (what the async persistence step receives).
-
-    ``captured_at_utc`` and ``ingested_at`` are naive UTC (aware values are converted).
-    ``model_name``/``model_version`` are ``None`` when no detector ran (e.g. distorted).
-    Of ``quality_metrics`` and ``timings`` the keys in ``tables.QUALITY_METRICS`` /
-    ``tables.TIMINGS`` are stored; other keys (e.g. ``width``) travel but are not stored.
-    """
-
-    capture_id: str
-    metadata: CaptureMetadata
-    timezone: str
-    captured_at_utc: datetime
-    content_sha256: str
-    status: str
-    ingested_at: datetime
-    quality_metrics: dict[str, float] = field(default_factory=dict)
-    quality_reasons: list[str] = field(default_factory=list)
-    width: int | None = None
-    height: int | None = None
-    image_key: str | None = None
-    annotated_key: str | None = None
-    model_name: str | None = None
-    model_version: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    detections: list[Detection] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if self.status not in CAPTURE_STATUSES:
-            raise ValueError(f"status must be one of {CAPTURE_STATUSES}, got {self.status!r}")
-        if (self.model_name is None) != (self.model_version is None):
-            raise ValueError("model_name and model_version must be given together")
-        if self.detections and self.model_name is None:
-            raise ValueError("detections need the model_name/model_version that produced them")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (for the durable hand-off); :meth:`from_dict` reverses it."""
-        data = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        data["metadata"] = self.metadata.to_dict()
-        data["captured_at_utc"] = self.captured_at_utc.isoformat()
-        data["ingested_at"] = self.ingested_at.isoformat()
-        data["detections"] = [d.to_dict() for d in self.detections]
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CaptureRecord:
-        values = dict(data)
-        meta = dict(values["metadata"])
-        meta["captured_at"] = datetime.fromisoformat(meta["captured_at"])
-        values["metadata"] = CaptureMetadata(**meta)
-        values["captured_at_utc"] = datetime.fromisoformat(values["captured_at_utc"])
-        values["ingested_at"] = datetime.fromisoformat(values["ingested_at"])
-        values["detections"] = [Detection.from_dict(d) for d in values.get("detections", [])]
-        return cls(**values)
 
 
 class Repository:
@@ -251,10 +194,6 @@ def _finite(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _naive_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
@@ -265,7 +204,7 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
         "capture_id": record.capture_id,
         "location_id": location_id,
         "captured_at": meta.captured_at,
-        "captured_at_utc": _naive_utc(record.captured_at_utc),
+        "captured_at_utc": record.captured_at_utc,
         "file_name": meta.file_name,
         "content_sha256": record.content_sha256,
         "status": record.status,
@@ -276,7 +215,7 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
         "annotated_key": record.annotated_key,
         "model_name": record.model_name,
         "model_version": record.model_version,
-        "ingested_at": _naive_utc(record.ingested_at),
+        "ingested_at": record.ingested_at,
         "stored_at": _utcnow(),
     }
     row.update({name: _finite(record.quality_metrics.get(name)) for name in QUALITY_METRICS})
@@ -449,4 +388,4 @@ def _retry(action: Callable[[], T], attempts: int = 4) -> T:
     raise AssertionError("unreachable")
 
 
-__all__ = ["CaptureRecord", "Repository"]
+__all__ = ["Repository"]

@@ -36,9 +36,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import mysql
 
+from ..domain.captures import CAPTURE_STATUSES
 from ..domain.classes import TRAFFIC_CLASSES
 
-CAPTURE_STATUSES: tuple[str, ...] = ("accepted", "distorted")
 QUALITY_METRICS: tuple[str, ...] = (
     "sharpness",
     "brightness",

@@ -33,8 +33,8 @@ from traffic_platform.detection.sagemaker import (
 from traffic_platform.domain.classes import traffic_class_for
 from traffic_platform.domain.detections import ClassThresholds, clip_box
 from traffic_platform.domain.errors import (
-    BadRequest,
     DetectorError,
+    DistortedImage,
     PayloadTooLarge,
     ServiceUnavailable,
     UnsupportedImage,
@@ -308,8 +308,8 @@ def test_undecodable_bytes_are_a_clear_detector_error(detector):
                 image=picture, data=b"\xff\xd8\xff\xe0 not really a jpeg", content_type="image/jpeg"
             )
         )
-    assert "400" in info.value.message and "could not be decoded" in info.value.message
-    assert info.value.details["status"] == 400
+    assert "422" in info.value.message and "could not be decoded" in info.value.message
+    assert info.value.details["status"] == 422
 
 
 def test_an_unknown_endpoint_name_is_reported_with_its_name(server):
@@ -582,8 +582,9 @@ def test_invocations_answers_the_shared_json_shape(server):
     ("content_type", "body", "status", "code"),
     [
         ("text/plain", b"hello", 415, "unsupported_media_type"),
-        ("image/jpeg", b"\xff\xd8\xff\xe0 broken", 400, "undecodable_image"),
-        ("image/png", b"", 400, "empty_body"),
+        ("image/jpeg", b"\xff\xd8\xff\xe0 broken", 422, "image_undecodable"),
+        ("image/png", b"", 415, "empty_body"),
+        ("image/png", b"%PDF-1.4 not a picture", 415, "not_an_image"),
     ],
 )
 def test_invocation_errors_are_json_with_a_proper_status(server, content_type, body, status, code):
@@ -677,8 +678,9 @@ def test_input_fn_enforces_the_pixel_limit(monkeypatch):
 
 
 def test_input_fn_refuses_garbage(endpoint_env):
-    with pytest.raises(BadRequest, match="could not be decoded"):
+    with pytest.raises(DistortedImage, match="could not be decoded") as info:
         inference.input_fn(b"\x89PNG\r\n\x1a\n garbage", "image/png")
+    assert info.value.code == "image_undecodable" and info.value.http_status == 422
 
 
 def test_output_fn_refuses_a_non_json_accept():

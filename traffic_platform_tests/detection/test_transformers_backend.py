@@ -20,7 +20,7 @@ import pytest
 from traffic_platform.config import Settings
 from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.model_source import COMPLETE_MARKER, cache_dir_for, weights_digest
-from traffic_platform.detection.preprocess import Preprocessor, decode_reduced
+from traffic_platform.detection.preprocess import Preprocessor
 from traffic_platform.detection.runtime import HostInfo, choose_runtime, host_info
 from traffic_platform.detection.transformers_backend import (
     TransformersDetector,
@@ -293,24 +293,6 @@ def test_preprocessing_is_bit_equal_to_the_processor(models):
         assert pre.verify_against(processor, imgs) == 0.0, name
         for im in imgs:
             assert pre.verify_against(processor, [im]) == 0.0, name
-
-
-def test_decode_reduced_uses_jpeg_draft(models):
-    from transformers import AutoImageProcessor
-
-    spec = Preprocessor.from_processor(
-        AutoImageProcessor.from_pretrained(models["rtdetr"])
-    ).spec  # 96x96
-    buf = io.BytesIO()
-    street_like_image(1280, 720, seed=1).save(buf, format="JPEG", quality=90)
-    reduced = decode_reduced(buf.getvalue(), spec)
-    assert reduced.original_size == (1280, 720)
-    # 96x96 input: 1/8 scale (160x90) would be too short, so libjpeg decodes at 1/4.
-    assert reduced.image.size == (320, 180)
-    sx, sy = reduced.scale
-    assert sx == pytest.approx(1280 / reduced.image.width) and sy == pytest.approx(
-        720 / reduced.image.height
-    )
 
 
 def test_runtime_choice_rule():

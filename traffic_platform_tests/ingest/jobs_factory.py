@@ -8,9 +8,11 @@ from datetime import datetime
 
 from PIL import Image
 
+from traffic_platform.domain.captures import ACCEPTED, CaptureRecord, capture_id_for
 from traffic_platform.domain.classes import TrafficClass
 from traffic_platform.domain.detections import Detection
-from traffic_platform.ingest.jobs import ACCEPTED, CaptureJob, capture_id_for
+from traffic_platform.domain.metadata import parse_file_name
+from traffic_platform.ingest.handoff import CaptureJob
 
 
 def jpeg_bytes(width: int = 64, height: int = 48, seed: int = 0) -> bytes:
@@ -28,11 +30,10 @@ def make_job(index: int = 0, *, status: str = ACCEPTED, minute: int | None = Non
         Detection(TrafficClass.CAR, "car", 0.9, (1.0, 2.0, 30.0, 40.0)),
         Detection(TrafficClass.PERSON, "person", 0.7, (5.0, 5.0, 10.0, 20.0)),
     ] if status == ACCEPTED else []
-    return CaptureJob(
+    record = CaptureRecord(
         capture_id=capture_id_for(name, sha),
-        file_name=name,
+        metadata=parse_file_name(name),
         content_sha256=sha,
-        content_type="image/jpeg",
         status=status,
         timezone="Europe/Brussels",
         captured_at_utc=datetime(2022, 10, 12, 8, index % 60),
@@ -45,5 +46,5 @@ def make_job(index: int = 0, *, status: str = ACCEPTED, minute: int | None = Non
         model_version="v1" if status == ACCEPTED else None,
         detections=detections,
         timings={"total_ms": 12.5},
-        image=data,
     )
+    return CaptureJob(record, data)

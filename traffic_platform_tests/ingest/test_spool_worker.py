@@ -10,7 +10,7 @@ def test_job_round_trips_through_the_spool_format():
     job = make_job(3)
     again = decode_job(encode_job(job))
     assert again == job
-    assert again.metadata.city == "Leuven"
+    assert again.record.metadata.city == "Leuven"
 
 
 def test_tampered_image_is_refused():

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from traffic_platform.domain.captures import CaptureRecord
 from traffic_platform.domain.classes import TRAFFIC_CLASSES, TrafficClass
 from traffic_platform.domain.detections import Detection
 from traffic_platform.domain.metadata import format_file_name, parse_file_name
 from traffic_platform.domain.timezones import local_to_utc, resolve_timezone
-from traffic_platform.storage.repository import CaptureRecord, Repository
+from traffic_platform.storage.repository import Repository
 
 WIDTH, HEIGHT = 1280, 720
 INGEST_V1 = ("detr-resnet-50", "v1")

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from traffic_platform.config import Settings
-from traffic_platform.detection.base import Detector
+from traffic_platform.detection.base import Detector, ImageInput
 from traffic_platform.detection.factory import build_detector
+from traffic_platform.domain.captures import capture_id_for
 from traffic_platform.domain.errors import DetectorError
-from traffic_platform.ingest.decode import decode_image
-from traffic_platform.ingest.jobs import capture_id_for
+from traffic_platform.domain.images import decode_image
 from traffic_platform.ingest.local import LocalPlatform
 from traffic_platform.orchestration.landing import (
     LANDING_PREFIX,
@@ -133,7 +133,7 @@ def test_landing_objects_are_ingested_once(settings, tiny_detr_dir):
                 assert row["status"] == "accepted" and row["file_name"] == name
                 assert store.get(row["image_key"]) == data and store.exists(row["annotated_key"])
                 assert row["model_name"] == reference.model_name and row["model_version"] == reference.model_version
-                want = [d.to_dict() for d in reference.detect_one(decode_image(data, max_bytes=LIMIT, max_pixels=10**8).to_input())]
+                want = [d.to_dict() for d in reference.detect_one(ImageInput.of(decode_image(data, max_bytes=LIMIT, max_pixels=10**8)))]
                 assert len(row["detections"]) == len(want)
                 for got, exp in zip(row["detections"], want, strict=True):
                     assert got["class"] == exp["class"] and got["label"] == exp["label"]

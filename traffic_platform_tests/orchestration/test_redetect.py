@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import func, select
 
 from traffic_platform.config import Settings
+from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.factory import build_detector
 from traffic_platform.detection.transformers_backend import clear_model_cache
 from traffic_platform.domain.errors import DistortedImage
-from traffic_platform.ingest.decode import decode_image
+from traffic_platform.domain.images import decode_image
 from traffic_platform.ingest.local import LocalPlatform
 from traffic_platform.orchestration import definitions
 from traffic_platform.orchestration.jobs import reporting_daily_job
@@ -184,8 +185,8 @@ def test_redetect_keeps_versions_apart_and_reports_the_new_one(settings, tmp_pat
             differs = 0
             for cid in in_range:
                 row = repo.get_capture(cid)
-                image = decode_image(store.get(row["image_key"]), max_bytes=settings.max_upload_bytes,
-                                     max_pixels=settings.max_pixels).to_input()
+                image = ImageInput.of(decode_image(store.get(row["image_key"]), max_bytes=settings.max_upload_bytes,
+                                                   max_pixels=settings.max_pixels))
                 want = [(d.traffic_class.value, d.label, d.score, *d.box) for d in detector_b.detect_one(image)]
                 got = after.get((cid, *b), [])
                 assert [g[:2] for g in got] == [w[:2] for w in want]

@@ -53,6 +53,43 @@ def test_list_is_sorted_and_filters_by_prefix(object_store):
     assert list(object_store.list("nothing/")) == []
 
 
+def test_scan_gives_change_tokens_and_stat_agrees(object_store):
+    object_store.put("landing/b.jpg", JPEG, "image/jpeg")
+    object_store.put("landing/cams/a.jpg", b"first", "image/jpeg")
+    object_store.put("images/x.jpg", b"elsewhere")
+    listing = object_store.scan("landing/")
+    assert [o.key for o in listing.objects] == ["landing/b.jpg", "landing/cams/a.jpg"]
+    assert listing.unaddressable == 0
+    first = {o.key: o for o in listing.objects}
+    assert first["landing/b.jpg"].size == len(JPEG) and first["landing/b.jpg"].modified > 0
+    assert object_store.stat("landing/cams/a.jpg") == first["landing/cams/a.jpg"]
+    assert object_store.stat("landing/none.jpg") is None
+
+    object_store.put("landing/cams/a.jpg", b"second!", "image/jpeg")  # replaced: new token
+    again = object_store.stat("landing/cams/a.jpg")
+    assert again.token != first["landing/cams/a.jpg"].token and again.size == 7
+    assert object_store.stat("landing/b.jpg").token == first["landing/b.jpg"].token
+    object_store.delete("landing/b.jpg")
+    assert [o.key for o in object_store.scan("landing/").objects] == ["landing/cams/a.jpg"]
+
+
+def test_scan_counts_keys_the_store_cannot_address(tmp_path, s3_client, s3_bucket):
+    local = LocalObjectStore(tmp_path / "objects")
+    (local.root / "landing").mkdir(parents=True)
+    (local.root / "landing" / "bad name.jpg").write_bytes(JPEG)
+    (local.root / "landing" / "~tmp-halfwritten").write_bytes(b"x")  # our own temp file: not counted
+    local.put("landing/ok.jpg", JPEG)
+    listing = local.scan("landing/")
+    assert [o.key for o in listing.objects] == ["landing/ok.jpg"] and listing.unaddressable == 1
+
+    s3 = S3ObjectStore(s3_bucket, "", s3_client)
+    s3_client.put_object(Bucket=s3_bucket, Key="landing/bad name.jpg", Body=JPEG)
+    s3_client.put_object(Bucket=s3_bucket, Key="landing/folder/", Body=b"")  # a console folder marker
+    s3.put("landing/ok.jpg", JPEG)
+    listing = s3.scan("landing/")
+    assert [o.key for o in listing.objects] == ["landing/ok.jpg"] and listing.unaddressable == 1
+
+
 def test_move_and_delete(object_store):
     object_store.put("landing/in.jpg", JPEG, "image/jpeg")
     object_store.move("landing/in.jpg", "images/2022/10/12/out.jpg")

@@ -1,7 +1,12 @@
-"""Turn uploaded bytes into a decoded RGB picture, safely.
+"""Image bytes -> the RGB picture everything measures, detects and draws on. The only module
+that opens image bytes with Pillow.
 
-The order is chosen so that nothing expensive happens to an upload that will be
-refused anyway:
+One set of rules for every reader: the ingest service (uploads), the SageMaker endpoint
+(the bytes it is sent), the persistence worker (the annotated copy), re-detection (stored
+uploads) and the ONNX backend (reduced-size decoding for the model input).
+
+Uploads (:func:`decode_image`) are checked in an order chosen so that nothing expensive
+happens to an upload that will be refused anyway:
 
 1. byte limit (``max_bytes``)                       -> 413 ``upload_too_large``
 2. empty body                                       -> 415 ``empty_body``
@@ -15,10 +20,11 @@ refused anyway:
    ``ImageFile.LOAD_TRUNCATED_IMAGES`` is left ``False``). Bytes that *are* a
    JPEG/PNG by their magic but do not decode are a distorted image, not a wrong
    media type                                        -> 422 ``image_undecodable``
-6. EXIF orientation applied, converted to RGB. Transparency is composited on
-   **white** (what an image viewer or browser shows, so the annotated copy looks
-   like the picture the sender saw; a fully transparent picture becomes a white
-   frame and is rejected by the quality gate as uniform).
+6. EXIF orientation applied, converted to RGB (:func:`to_rgb`). Transparency is
+   composited on **white** (what an image viewer or browser shows, so the annotated
+   copy looks like the picture the sender saw; a fully transparent picture becomes a
+   white frame and is rejected by the quality gate as uniform); 16-bit grey keeps its
+   top 8 bits.
 
 Measured on the 2-core build host (Pillow 13, median of 40; ``bench/quality_thresholds.py``):
 a 1280x720 JPEG decodes, checks included, in 1.8 ms (79 KB file) to 3.2 ms (217 KB)
@@ -36,12 +42,11 @@ import warnings
 import zlib
 from dataclasses import dataclass
 
+import numpy as np
 from PIL import Image, ImageFile
 
-from ..detection.base import ImageInput
-from ..domain.errors import PayloadTooLarge, UnsupportedImage
-from ..domain.pixels import apply_orientation, exif_orientation, to_rgb
-from ..domain.quality import undecodable_error
+from .errors import PayloadTooLarge, UnsupportedImage
+from .quality import undecodable_error
 
 JPEG = "JPEG"
 PNG = "PNG"
@@ -52,6 +57,18 @@ _JPEG_SOF = frozenset(
     {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 )
 CONTENT_TYPES = {JPEG: "image/jpeg", PNG: "image/png"}
+EXIF_ORIENTATION_TAG = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = frozenset({5, 6, 7, 8})
+_ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 
 # (magic prefix, offset, what it looks like, is it a picture format)
 _SIGNATURES: tuple[tuple[bytes, int, str, bool], ...] = (
@@ -133,10 +150,6 @@ class DecodedImage:
     def scale(self) -> float:
         """Full-resolution width over decoded width (1.0 unless decoded in draft mode)."""
         return self.width / self.image.size[0]
-
-    def to_input(self) -> ImageInput:
-        """The detector's view of this upload."""
-        return ImageInput(image=self.image, data=self.data, content_type=self.content_type)
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -235,11 +248,7 @@ def decode_image(
         )
     content_type = CONTENT_TYPES[fmt]
 
-    # Pillow's bomb guard must never fire below our own limit (it would refuse an
-    # image we accept), and above it we refuse first anyway. Only ever raised, never
-    # lowered, so other code in the process keeps at least Pillow's default guard.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
-        Image.MAX_IMAGE_PIXELS = max_pixels
+    _allow_pixels(max_pixels)  # above our limit we refuse first anyway
 
     def too_many(w: int | None, h: int | None) -> PayloadTooLarge:
         size = (
@@ -273,7 +282,7 @@ def decode_image(
         orientation = exif_orientation(im)
         if draft_size is not None and fmt == JPEG:
             dw, dh = draft_size
-            if orientation in (5, 6, 7, 8):  # draft works on the stored (unrotated) frame
+            if orientation in _SWAPS_AXES:  # draft works on the stored (unrotated) frame
                 dw, dh = dh, dw
             im.draft("RGB", (dw, dh))
 
@@ -287,10 +296,8 @@ def decode_image(
             raise undecodable_error(_reason(exc), content_type=content_type) from None
 
     original_mode = im.mode
-    full_w, full_h = (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-    if orientation != 1:
-        im = apply_orientation(im, orientation)
-    rgb = to_rgb(im)
+    full_w, full_h = (h, w) if orientation in _SWAPS_AXES else (w, h)
+    rgb = to_rgb(apply_orientation(im, orientation))
     return DecodedImage(
         image=rgb,
         data=data,
@@ -303,23 +310,19 @@ def decode_image(
     )
 
 
-def open_oriented(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
+def open_stored(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
     """Decode bytes that :func:`decode_image` already accepted: the same RGB picture.
 
-    For the persistence worker (annotated copy) and re-detection jobs, which read
-    stored uploads back. EXIF orientation and the RGB conversion are exactly those
-    of :func:`decode_image`; the byte and pixel checks are not repeated, except that
+    For the persistence worker (annotated copy) and re-detection, which read stored
+    uploads back. EXIF orientation and the RGB conversion are exactly those of
+    :func:`decode_image`; the byte and pixel checks are not repeated, except that
     Pillow's bomb guard is raised to ``max_pixels`` when given (pass
     ``settings.max_pixels`` so a worker never refuses what ingest accepted).
     Raises :class:`~traffic_platform.domain.errors.DistortedImage` (``image_undecodable``)
     when the bytes do not decode.
     """
-    if (
-        max_pixels is not None
-        and Image.MAX_IMAGE_PIXELS is not None
-        and Image.MAX_IMAGE_PIXELS < max_pixels
-    ):
-        Image.MAX_IMAGE_PIXELS = max_pixels
+    if max_pixels is not None:
+        _allow_pixels(max_pixels)
     fmt = sniff_format(data)
     try:
         im = Image.open(io.BytesIO(data), formats=[fmt] if fmt else None)
@@ -327,9 +330,83 @@ def open_oriented(data: bytes, *, max_pixels: int | None = None) -> Image.Image:
         im.load()
     except _DECODE_ERRORS as exc:
         raise undecodable_error(_reason(exc), content_type=CONTENT_TYPES.get(fmt or "")) from None
-    if orientation != 1:
-        im = apply_orientation(im, orientation)
-    return to_rgb(im)
+    return to_rgb(apply_orientation(im, orientation))
+
+
+def decode_resized(
+    data: bytes, size: tuple[int, int], expected: tuple[int, int]
+) -> Image.Image | None:
+    """JPEG bytes -> an RGB picture of exactly ``size`` ``(width, height)``, decoded at reduced scale.
+
+    libjpeg decodes at the smallest 1/2, 1/4 or 1/8 scale still at least ``size``
+    (``Image.draft``), then one bilinear resize; EXIF orientation is applied. For model
+    inputs only (pixel values differ slightly from a full decode + resize). Returns ``None``
+    (the caller falls back to its decoded picture) for anything but a JPEG whose oriented
+    size is ``expected``, or bytes that do not decode.
+    """
+    if sniff_format(data) != JPEG:
+        return None
+    try:
+        image = Image.open(io.BytesIO(data), formats=[JPEG])
+        orientation = exif_orientation(image)
+        swapped = orientation in _SWAPS_AXES
+        oriented = (image.size[1], image.size[0]) if swapped else image.size
+        if oriented != tuple(expected):
+            return None  # the bytes are not the picture we were given: trust the picture
+        target = (size[1], size[0]) if swapped else tuple(size)
+        image.draft("RGB", target)
+        image.load()
+    except (*_DECODE_ERRORS, Image.DecompressionBombError):
+        return None
+    out = to_rgb(image)
+    if out.size != target:
+        out = out.resize(target, Image.Resampling.BILINEAR)
+    return apply_orientation(out, orientation)
+
+
+def is_undecoded(image: Image.Image) -> bool:
+    """Whether ``image`` came from ``Image.open`` and its pixels have not been decoded yet."""
+    return isinstance(image, ImageFile.ImageFile) and bool(image.tile)
+
+
+# -- the pixel rules ----------------------------------------------------------------------
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened picture; 1 when absent or broken."""
+    try:
+        value = int(im.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # a broken EXIF block must not refuse a good picture
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def apply_orientation(im: Image.Image, orientation: int) -> Image.Image:
+    """Turn a loaded picture upright as its EXIF orientation says."""
+    return im.transpose(_TRANSPOSE[orientation]) if orientation != 1 else im
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Any decoded mode -> 8-bit RGB; transparency composited on white."""
+    mode = im.mode
+    if mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if mode == "RGB":
+        return im
+    if mode.startswith("I;16") or mode == "I":
+        # 16-bit grey PNG: keep the top 8 bits (Pillow's convert would clip at 255).
+        top = (np.asarray(im).astype(np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+        return Image.fromarray(top, "L").convert("RGB")
+    return im.convert("RGB")
+
+
+def _allow_pixels(max_pixels: int) -> None:
+    """Pillow's bomb guard must never fire below our own limit (it would refuse an image we
+    accept). Only ever raised, never lowered, so other code keeps at least Pillow's default."""
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def _reason(exc: BaseException) -> str:

@@ -1,4 +1,4 @@
-"""Decoding uploads: limits, format sniffing, bombs, truncation, orientation, modes."""
+"""Decoding image bytes: limits, format sniffing, bombs, truncation, orientation, modes."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from traffic_platform.domain.errors import (
     TrafficPlatformError,
     UnsupportedImage,
 )
-from traffic_platform.ingest.decode import (
+from traffic_platform.domain.images import (
     DecodedImage,
     decode_image,
     describe_bytes,
-    open_oriented,
+    open_stored,
     sniff_format,
 )
 from traffic_platform_tests import images
@@ -68,7 +68,7 @@ def test_png_decodes(scene):
 
 def test_to_input_is_what_detectors_take(scene):
     out = decode(images.jpeg_bytes(scene))
-    inp = out.to_input()
+    inp = ImageInput.of(out)
     assert isinstance(inp, ImageInput)
     assert inp.image is out.image and inp.data == out.data and inp.content_type == "image/jpeg"
     assert inp.size == (640, 360)
@@ -325,15 +325,15 @@ def test_draft_is_ignored_for_png(scene):
     ],
     ids=["exif-jpeg", "rgba-png", "grey16-png", "palette-png"],
 )
-def test_open_oriented_gives_the_same_picture_as_decode(data):
-    again = open_oriented(data)
+def test_open_stored_gives_the_same_picture_as_decode(data):
+    again = open_stored(data)
     assert again.mode == "RGB"
     assert again.tobytes() == decode(data).image.tobytes()
 
 
-def test_open_oriented_refuses_truncated_bytes():
+def test_open_stored_refuses_truncated_bytes():
     with pytest.raises(DistortedImage) as info:
-        open_oriented(images.truncated_jpeg())
+        open_stored(images.truncated_jpeg())
     assert info.value.code == "image_undecodable"
 
 

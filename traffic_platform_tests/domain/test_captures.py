@@ -1,0 +1,47 @@
+"""The capture record: validation and the one serialisation the hand-off uses."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from traffic_platform.domain.captures import CaptureRecord, capture_id_for
+from traffic_platform.domain.classes import TrafficClass
+from traffic_platform.domain.detections import Detection
+
+CAR = Detection(TrafficClass.CAR, "car", 0.9, (1.0, 2.0, 30.0, 40.0))
+PERSON = Detection(TrafficClass.PERSON, "person", 0.7, (5.0, 5.0, 10.0, 20.0))
+
+
+def test_capture_id_depends_on_name_and_bytes_only():
+    a = capture_id_for("x_Leuven_Belgium_12-10-2022_10-51-38.jpg", "ab" * 32)
+    assert a == capture_id_for("x_Leuven_Belgium_12-10-2022_10-51-38.jpg", "ab" * 32)
+    assert len(a) == 32 and int(a, 16) >= 0
+    assert a != capture_id_for("y_Leuven_Belgium_12-10-2022_10-51-38.jpg", "ab" * 32)
+    assert a != capture_id_for("x_Leuven_Belgium_12-10-2022_10-51-38.jpg", "cd" * 32)
+
+
+def test_record_serialises_for_the_hand_off(make_record):
+    record = make_record(
+        "rue_de_la_loi_Liège_Belgium_12-10-2022_10-51-38.png",
+        detections=[CAR, PERSON],
+        quality_reasons=["x"],
+        image_key="images/2022/10/12/x.png",
+    )
+    header = json.loads(json.dumps(record.header()))  # what a spool file or SQS message holds
+    assert CaptureRecord.from_header(header) == record
+    assert header["file_name"] == record.metadata.file_name and "metadata" not in header
+    with pytest.raises(ValueError, match="version"):
+        CaptureRecord.from_header({**header, "v": 99})
+    with pytest.raises(ValueError, match="malformed"):
+        CaptureRecord.from_header({k: v for k, v in header.items() if k != "status"})
+
+
+def test_record_validation(make_record):
+    with pytest.raises(ValueError, match="status"):
+        make_record(status="maybe")
+    with pytest.raises(ValueError, match="detections need"):
+        make_record(model_name=None, model_version=None, detections=[CAR])
+
+
