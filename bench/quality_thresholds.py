@@ -25,10 +25,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from traffic_platform.config import QualityThresholds
 from traffic_platform.domain.errors import TrafficPlatformError
 from traffic_platform.domain.images import decode_image
-from traffic_platform.domain.quality import analysis_copy, assess_quality, laplacian_variance
+from traffic_platform.domain.quality import (
+    QualityThresholds,
+    analysis_copy,
+    assess_quality,
+    laplacian_variance,
+)
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_PIXELS = 50_000_000

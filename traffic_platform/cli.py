@@ -177,9 +177,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """Servers log every image (INFO) by default, interactive commands only warnings;
+    ``TRAFFIC_LOG_LEVEL`` and ``-v`` override; ``TRAFFIC_LOG_JSON=true`` writes JSON lines."""
+    from .logs import configure_logging
+
+    try:
+        json_lines = _settings().log_json
+    except TrafficPlatformError:  # the command itself reports bad settings
+        json_lines = False
+    default = "INFO" if args.func in (cmd_serve, cmd_worker) else "WARNING"
+    level = logging.DEBUG if args.verbose else os.environ.get("TRAFFIC_LOG_LEVEL", default)
+    configure_logging(json_lines=json_lines, level=level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else os.environ.get("TRAFFIC_LOG_LEVEL", "WARNING"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _configure_logging(args)
     try:
         return args.func(args)
     except TrafficPlatformError as exc:

@@ -15,24 +15,11 @@ from typing import Any
 
 from .domain.detections import ClassThresholds
 from .domain.errors import ConfigurationError
+from .domain.quality import QualityThresholds
 from .domain.timezones import validate_zone
 
 PREFIX = "TRAFFIC_"
 RUNTIME_CHOICES = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16")
-
-
-@dataclass(frozen=True)
-class QualityThresholds:
-    """Limits of the distortion gate. Defaults are justified on real photos in the README."""
-
-    min_width: int = 160  # below this, road users are a few pixels tall; smallest real photo 537x336
-    min_height: int = 120
-    min_sharpness: float = 0.06  # var(Laplacian)/var(grey), 768-px grey copy: sharp photos >= 0.104, motion-blurred sample 0.045
-    min_brightness: float = 8.0  # mean grey 0..255: darkest usable night photo 15.1; below 8 only light sources show
-    max_brightness: float = 235.0  # brightest real photo 135 (snow 125); a blown-out frame is ~250
-    min_contrast: float = 12.0  # grey-level std: real photos >= 22.5 (dark night); blank/fog-grey frames < 5
-    max_clipped_share: float = 0.75  # share of pixels at 0-2 or 253-255: night photo with crushed shadows 0.53
-    max_uniform_share: float = 0.9  # share at the most common grey level: real photos <= 0.45; frozen/blank ~1.0
 
 
 @dataclass(frozen=True)

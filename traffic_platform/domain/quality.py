@@ -1,6 +1,6 @@
 """The distortion gate: is a decoded street image usable for counting road users?
 
-Pure: a PIL image and :class:`~traffic_platform.config.QualityThresholds` in, a
+Pure: a PIL image and :class:`QualityThresholds` in, a
 :class:`QualityReport` out; no I/O. Cost is bounded because every metric except the
 size is computed on an *analysis copy*:
 
@@ -55,7 +55,19 @@ from .errors import DistortedImage
 if TYPE_CHECKING:
     from PIL import Image
 
-    from ..config import QualityThresholds
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits of the distortion gate. Defaults are justified on real photos in the README."""
+
+    min_width: int = 160  # below this, road users are a few pixels tall; smallest real photo 537x336
+    min_height: int = 120
+    min_sharpness: float = 0.06  # var(Laplacian)/var(grey), 768-px grey copy: sharp photos >= 0.104, motion-blurred sample 0.045
+    min_brightness: float = 8.0  # mean grey 0..255: darkest usable night photo 15.1; below 8 only light sources show
+    max_brightness: float = 235.0  # brightest real photo 135 (snow 125); a blown-out frame is ~250
+    min_contrast: float = 12.0  # grey-level std: real photos >= 22.5 (dark night); blank/fog-grey frames < 5
+    max_clipped_share: float = 0.75  # share of pixels at 0-2 or 253-255: night photo with crushed shadows 0.53
+    max_uniform_share: float = 0.9  # share at the most common grey level: real photos <= 0.45; frozen/blank ~1.0
+
 
 ANALYSIS_LONG_SIDE = 768
 """Long side, in pixels, of the grey copy the metrics are computed on."""
@@ -269,7 +281,7 @@ def assess_quality(
 
     Example:
         >>> from PIL import Image
-        >>> from traffic_platform.config import QualityThresholds
+        >>> from traffic_platform.domain.quality import QualityThresholds
         >>> assess_quality(Image.new("RGB", (640, 480)), QualityThresholds()).reasons
         ['blurred', 'too_dark', 'low_contrast', 'clipped', 'uniform']
     """

@@ -22,7 +22,12 @@ log = logging.getLogger("traffic_platform.lambda")
 
 @cache
 def _settings() -> Settings:
-    return Settings.from_env()
+    """The function's settings, read at the first invocation; logs become JSON lines then."""
+    from ..logs import configure_logging
+
+    settings = Settings.from_env()
+    configure_logging(json_lines=True, level=os.environ.get("TRAFFIC_LOG_LEVEL", "INFO"), exclusive=True)
+    return settings
 
 
 @cache
@@ -96,7 +101,8 @@ def ingest_handler(event: dict[str, Any], context: Any = None, api: Api | None =
         log.exception("ingest Lambda could not start")
         return event_response(Response.json(503, {"error": {"code": "service_unavailable", "message": "The ingest service is starting or misconfigured; retry shortly."}}))
     response = api.handle(request_from_event(event))
-    log.info(json.dumps({"path": event.get("rawPath") or event.get("path"), "status": response.status}))
+    log.info("request", extra={"event": "request", "path": event.get("rawPath") or event.get("path"),
+                               "status": response.status})
     return event_response(response)
 
 
@@ -119,7 +125,8 @@ def persist_handler(event: dict[str, Any], context: Any = None, persister: Any =
             if staged:
                 store.delete(staged)
         except Exception as exc:
-            log.error(json.dumps({"message_id": record.get("messageId"), "error": f"{type(exc).__name__}: {exc}"[:1000]}))
+            log.error("message not stored", extra={"event": "persist_failed", "message_id": record.get("messageId"),
+                                                   "error": f"{type(exc).__name__}: {exc}"[:1000]})
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}
 
@@ -135,6 +142,3 @@ def _default_persister() -> Any:
         Repository(make_engine(settings.database_url)), _aws_clients()["store"], max_pixels=settings.max_pixels
     )
 
-
-if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
-    logging.getLogger().setLevel(os.environ.get("TRAFFIC_LOG_LEVEL", "INFO"))

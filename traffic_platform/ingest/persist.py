@@ -58,11 +58,16 @@ class Persister:
         created = self.repo.save_capture(
             replace(record, image_key=image_key, annotated_key=annotated_key)
         )
-        log.debug(
-            "persisted %s in %.1f ms (new=%s)",
+        log.info(
+            "stored %s",
             record.capture_id,
-            (time.perf_counter() - started) * 1e3,
-            created,
+            extra={
+                "event": "persist",
+                "capture_id": record.capture_id,
+                "status": record.status,
+                "new_capture": created,
+                "persist_ms": round((time.perf_counter() - started) * 1e3, 3),
+            },
         )
         return created
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from traffic_platform.config import QualityThresholds, Settings
+from traffic_platform.config import Settings
 from traffic_platform.domain.errors import DistortedImage
 from traffic_platform.domain.quality import (
     ANALYSIS_LONG_SIDE,
     REASON_CODES,
     QualityReport,
+    QualityThresholds,
     analysis_copy,
     assess_quality,
     laplacian_variance,

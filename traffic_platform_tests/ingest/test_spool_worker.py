@@ -154,3 +154,52 @@ def test_concurrent_worker_persists_each_job_exactly_once(tmp_path):
     assert sorted(stored) == sorted(j.capture_id for j in jobs)  # each once, none lost
     assert worker.persisted == 20 and spool.depth() == 0
     assert state["most"] > 1  # jobs really overlapped
+
+
+def test_the_persist_path_reads_decodes_and_checks_each_job_once(tmp_path, monkeypatch):
+    """One spool read, one sha256 over the image, one file-name parse, one decode (annotation)."""
+    import hashlib
+
+    from PIL import Image
+
+    from traffic_platform.domain import captures
+    from traffic_platform.ingest import handoff
+    from traffic_platform.ingest.persist import Persister
+    from traffic_platform.storage.database import make_engine, upgrade
+    from traffic_platform.storage.objectstore import LocalObjectStore
+    from traffic_platform.storage.repository import Repository
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    upgrade(engine)
+    repo, store = Repository(engine), LocalObjectStore(tmp_path / "objects")
+    spool = Spool(tmp_path / "spool")
+    job = make_job(5)
+    spool.submit(job)
+
+    counts = {"open": 0, "sha256": 0, "parse": 0}
+    real_open, real_parse = Image.open, captures.parse_file_name
+
+    def counting_open(*args, **kwargs):
+        counts["open"] += 1
+        return real_open(*args, **kwargs)
+
+    def counting_parse(name):
+        counts["parse"] += 1
+        return real_parse(name)
+
+    class CountingHashlib:
+        @staticmethod
+        def sha256(data=b""):
+            counts["sha256"] += data == job.image
+            return hashlib.sha256(data)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    monkeypatch.setattr(captures, "parse_file_name", counting_parse)
+    monkeypatch.setattr(handoff, "hashlib", CountingHashlib)
+    worker = SpoolWorker(spool, Persister(repo, store).persist)
+    assert worker.run_once() == 1
+    assert counts == {"open": 1, "sha256": 1, "parse": 1}
+    stored = repo.get_capture(job.capture_id)
+    assert stored["status"] == "accepted" and store.get(stored["image_key"]) == job.image
+    assert store.get(stored["annotated_key"])[:3] == b"\xff\xd8\xff"
+    engine.dispose()
