@@ -37,7 +37,7 @@ from pydantic import Field
 from ..domain.captures import ACCEPTED, DISTORTED
 from ..domain.errors import PayloadTooLarge, TrafficPlatformError
 from ..ingest.local import FAILED, REJECTED
-from ..storage.keys import validate_key
+from ..storage.keys import is_valid_key
 from ..storage.objectstore import ObjectInfo, ObjectNotFound, ObjectStore
 from .resources import IngestResource
 from .schedules import TAG_TRIGGER
@@ -56,14 +56,6 @@ GONE = "gone"
 
 
 # -- listing ------------------------------------------------------------------------------
-
-
-def _addressable(key: str) -> bool:
-    try:
-        validate_key(key)
-    except ValueError:
-        return False
-    return True
 
 
 def file_name_for(key: str) -> str:
@@ -172,7 +164,7 @@ def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_t
     def items() -> Iterator[tuple[str, bytes, str]]:
         """The objects to ingest, read one at a time; the others get their outcome here."""
         for key in dict.fromkeys(keys):
-            if not key.startswith(LANDING_PREFIX) or not _addressable(key):
+            if not key.startswith(LANDING_PREFIX) or not is_valid_key(key):
                 raise ValueError(f"{key!r} is not an object key under {LANDING_PREFIX!r}")
             info = None
             try:
@@ -272,7 +264,7 @@ class LandingIngestConfig(dg.Config):
 )
 def ingest_landing_objects(context: dg.OpExecutionContext, config: LandingIngestConfig,
                            ingest: IngestResource) -> dg.Output[dict]:
-    bad = [k for k in config.keys if not k.startswith(LANDING_PREFIX) or not _addressable(k)]
+    bad = [k for k in config.keys if not k.startswith(LANDING_PREFIX) or not is_valid_key(k)]
     if bad:
         raise dg.Failure(f"Only object keys under {LANDING_PREFIX!r} can be ingested; got {bad[:5]}.")
     with ingest.open_platform() as platform:

@@ -43,6 +43,15 @@ def validate_key(key: str) -> str:
     return key
 
 
+def is_valid_key(key: str) -> bool:
+    """Whether :func:`validate_key` accepts ``key``."""
+    try:
+        validate_key(key)
+    except ValueError:
+        return False
+    return True
+
+
 def validate_prefix(prefix: str) -> str:
     """Return ``prefix`` (may be empty or end in ``/``) if it can only match safe keys."""
     if not _PREFIX.match(prefix) or prefix.startswith("/") or ".." in prefix or "//" in prefix:

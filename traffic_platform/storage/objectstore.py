@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 from ..domain.errors import ConfigurationError, ServiceUnavailable
-from .keys import validate_key, validate_prefix
+from .keys import is_valid_key, validate_key, validate_prefix
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -139,12 +139,12 @@ class LocalObjectStore(ObjectStore):
         _fsync_dir(path.parent)
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        return iter(sorted(key for key in self._walk(prefix) if _is_valid(key)))
+        return iter(sorted(key for key in self._walk(prefix) if is_valid_key(key)))
 
     def scan(self, prefix: str = "") -> Listing:
         found, unaddressable = [], 0
         for key in self._walk(prefix):
-            if not _is_valid(key):
+            if not is_valid_key(key):
                 unaddressable += not key.rpartition("/")[2].startswith(_TEMP_PREFIX)
                 continue
             info = self.stat(key)
@@ -256,7 +256,7 @@ class S3ObjectStore(ObjectStore):
             key = item["Key"][len(self.prefix) :]
             if key.endswith("/"):  # a "folder" marker made by a console, not an upload
                 continue
-            if not _is_valid(key):
+            if not is_valid_key(key):
                 unaddressable += 1
                 continue
             found.append(self._info(key, item.get("ETag"), item.get("Size"), item.get("LastModified")))
@@ -363,14 +363,6 @@ def s3_client(settings: Settings) -> Any:
     return boto3.session.Session().client(
         "s3", endpoint_url=settings.s3_endpoint_url, config=config
     )
-
-
-def _is_valid(key: str) -> bool:
-    try:
-        validate_key(key)
-    except ValueError:
-        return False
-    return True
 
 
 def _fsync_dir(path: Path) -> None:
