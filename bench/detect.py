@@ -165,16 +165,17 @@ def build_random(kind: str, out_dir: Path) -> Path:
         YolosImageProcessorPil,
     )
 
-    from traffic_platform_tests.detection.tiny_models import (
-        BOX_BIAS,
-        _calibrate_heads,
-        _softmax_class_bias,
-        _torch_default_init,
+    from traffic_platform.detection.onnx_e2e import COCO80
+    from traffic_platform.detection.tiny_models import (
+        save_checkpoint,
+        separate_detr_scores,
         separate_rtdetr_scores,
+        separate_yolos_scores,
+        torch_default_init,
     )
 
     torch.manual_seed(0)
-    id2label = COCO80
+    id2label = dict(enumerate(COCO80))
     if kind == "rtdetr_r18":  # the architecture of PekingU/rtdetr_v2_r18vd
         backbone = RTDetrResNetConfig(
             embedding_size=64,
@@ -193,7 +194,7 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = RTDetrV2ForObjectDetection(config).eval()
         processor = RTDetrImageProcessorPil(size={"height": 640, "width": 640})
-        _torch_default_init(model)
+        torch_default_init(model)
         separate_rtdetr_scores(model, processor)
     elif kind == "detr_r50":  # facebook/detr-resnet-50 without timm
         config = DetrConfig(
@@ -204,20 +205,8 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = DetrForObjectDetection(config).eval()
         processor = DetrImageProcessorPil()
-        _torch_default_init(model)
-        _calibrate_heads(
-            model,
-            processor,
-            {
-                "class": (
-                    [model.class_labels_classifier],
-                    _softmax_class_bias(len(id2label), id2label),
-                    1.5,
-                ),
-                "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-            },
-            seed=0,
-        )
+        torch_default_init(model)
+        separate_detr_scores(model, processor)
     elif kind == "yolos_tiny":  # hustvl/yolos-tiny
         config = YolosConfig(
             hidden_size=192,
@@ -230,39 +219,13 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = YolosForObjectDetection(config).eval()
         processor = YolosImageProcessorPil(size={"shortest_edge": 512, "longest_edge": 864})
-        _torch_default_init(model)
-        _calibrate_heads(
-            model,
-            processor,
-            {
-                "class": (
-                    [model.class_labels_classifier.layers[-1]],
-                    _softmax_class_bias(len(id2label), id2label),
-                    1.5,
-                ),
-                "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-            },
-            seed=0,
-        )
+        torch_default_init(model)
+        separate_yolos_scores(model, processor)
     else:
         raise SystemExit(f"--build-random: unknown {kind!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_checkpoint(model, processor, out_dir)
 
 
-COCO80 = dict(
-    enumerate(
-        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter bench "
-        "bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee skis snowboard "
-        "sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork knife spoon "
-        "bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table "
-        "toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
-        "teddy_bear hair_drier toothbrush".split()
-    )
-)
-COCO80 = {k: v.replace("_", " ") for k, v in COCO80.items()}
 
 
 # ---------------------------------------------------------------- measurement

@@ -22,6 +22,7 @@ from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.model_source import COMPLETE_MARKER, cache_dir_for, weights_digest
 from traffic_platform.detection.preprocess import Preprocessor, decode_reduced
 from traffic_platform.detection.runtime import HostInfo, choose_runtime, host_info
+from traffic_platform.detection.tiny_models import BUILDERS, street_like_image
 from traffic_platform.detection.transformers_backend import (
     TransformersDetector,
     clear_model_cache,
@@ -29,8 +30,6 @@ from traffic_platform.detection.transformers_backend import (
 )
 from traffic_platform.domain.classes import traffic_class_for
 from traffic_platform.domain.detections import ClassThresholds, to_traffic_detections
-
-from .tiny_models import BUILDERS, street_like_image
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
