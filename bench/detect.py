@@ -39,8 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RawDet = tuple[str, float, Sequence[float]]
-Runner = Callable[[list[Any]], list[list[RawDet]]]
+from bench.runners import RawDet, Runner, onnx_e2e_runner, transformers_runner  # noqa: E402
 
 
 @dataclass
@@ -94,27 +93,13 @@ def _pipeline(ctx: BenchContext) -> Runner:
 
 def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
     def factory(ctx: BenchContext) -> Runner:
-        from traffic_platform.config import Settings
-        from traffic_platform.detection.transformers_backend import TransformersDetector
-        from traffic_platform.domain.detections import ClassThresholds
-
-        settings = Settings(
-            home=ctx.cache_dir,
-            model_cache_dir=ctx.cache_dir / "models",
-            detector_runtime=runtime,
-            detector_threads=ctx.threads,
-            detector_batch_size=64,
-            thresholds=ClassThresholds(default=ctx.threshold),
+        return transformers_runner(
+            ctx.model,
+            runtime=runtime,
+            threads=ctx.threads,
+            threshold=ctx.threshold,
+            cache_dir=ctx.cache_dir,
         )
-        detector = TransformersDetector.from_settings(ctx.model, settings)
-
-        def run(images: list[Any]) -> list[list[RawDet]]:
-            return [
-                list(zip(labels, scores, boxes, strict=True))
-                for labels, scores, boxes in detector.raw_detections(images)
-            ]
-
-        return run
 
     return factory
 
@@ -122,9 +107,7 @@ def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
 @register_runtime("onnx-e2e")
 def _onnx_e2e(ctx: BenchContext) -> Runner:
     """End-to-end ONNX exports (RT-DETR / D-FINE / DEIMv2: pre/post-processing in the graph)."""
-    from traffic_platform.detection.onnx_e2e import benchmark_runner
-
-    return benchmark_runner(ctx.model, threads=ctx.threads, threshold=ctx.threshold)
+    return onnx_e2e_runner(ctx.model, threads=ctx.threads, threshold=ctx.threshold)
 
 
 @register_runtime("pipeline-cuda")

@@ -45,7 +45,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -447,7 +447,7 @@ class OnnxEndToEndDetector(Detector):
         self, images: Sequence[Image.Image | ImageInput], threshold: float | None = None
     ) -> list[tuple[list[str], list[float], list[list[float]]]]:
         """``(labels, scores, boxes)`` per image for every label the model reports above
-        ``threshold`` (default: the lowest class threshold); the benchmark's parity view.
+        ``threshold`` (default: the lowest class threshold); the parity view (``bench/runners.py``).
         One ``session.run`` per batch (per fixed-size chunk for a fixed-batch graph)."""
         items = [im if isinstance(im, ImageInput) else ImageInput(im) for im in images]
         floor = self.thresholds.minimum if threshold is None else threshold
@@ -600,39 +600,11 @@ def _download(client: Any, bucket: str, key: str, dest: Path) -> None:
             os.unlink(tmp)
 
 
-def build_for_benchmark(
-    model: str | Path, *, threads: int, thresholds: ClassThresholds | None = None
-) -> OnnxEndToEndDetector:
-    """The benchmark's hook: a detector for a local ``.onnx`` file or a directory holding one."""
-    from ..config import Settings
-
-    path, name = resolve_model(str(model), Settings(detector_threads=threads))
-    return OnnxEndToEndDetector(path, model_name=name, threads=threads, thresholds=thresholds)
-
-
-def benchmark_runner(
-    model: str | Path, *, threads: int, threshold: float
-) -> Callable[[list[Image.Image]], list[list[tuple[str, float, list[float]]]]]:
-    """For ``bench/detect.py``: ``images -> [[(label, score, box), ...], ...]`` with every label
-    above ``threshold``, one ``session.run`` per call (a list of images is one batch)."""
-    detector = build_for_benchmark(model, threads=threads)
-
-    def run(images: list[Image.Image]) -> list[list[tuple[str, float, list[float]]]]:
-        return [
-            list(zip(labels, scores, boxes, strict=True))
-            for labels, scores, boxes in detector.raw_detections(images, threshold)
-        ]
-
-    return run
-
-
 __all__ = [
     "COCO80",
     "COCO91",
     "ModelMetadata",
     "OnnxEndToEndDetector",
-    "benchmark_runner",
-    "build_for_benchmark",
     "fetch_s3_model",
     "file_sha256",
     "resolve_model",

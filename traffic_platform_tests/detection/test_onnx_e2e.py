@@ -237,7 +237,9 @@ def test_raw_detections_and_benchmark_runner_report_every_label(graphs):
         "car",
         "person",
     ]  # default: the lowest class threshold
-    run = onnx_e2e.benchmark_runner(graphs["main"].parent, threads=1, threshold=0.0)
+    from bench.runners import onnx_e2e_runner
+
+    run = onnx_e2e_runner(graphs["main"].parent, threads=1, threshold=0.0)
     first, second = run([picture, Image.new("RGB", (64, 48), (10, 10, 10))])
     assert [label for label, _, _ in first] == [
         "car", "person", "traffic light", "truck", "bus", "motorcycle", "bicycle", "dog"
