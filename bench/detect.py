@@ -151,9 +151,8 @@ def build_random(kind: str, out_dir: Path) -> Path:
     from traffic_platform.detection.onnx_e2e import COCO80
     from traffic_platform.detection.tiny_models import (
         save_checkpoint,
-        separate_detr_scores,
         separate_rtdetr_scores,
-        separate_yolos_scores,
+        separate_softmax_scores,
         torch_default_init,
     )
 
@@ -189,7 +188,7 @@ def build_random(kind: str, out_dir: Path) -> Path:
         model = DetrForObjectDetection(config).eval()
         processor = DetrImageProcessorPil()
         torch_default_init(model)
-        separate_detr_scores(model, processor)
+        separate_softmax_scores(model, processor)
     elif kind == "yolos_tiny":  # hustvl/yolos-tiny
         config = YolosConfig(
             hidden_size=192,
@@ -203,7 +202,7 @@ def build_random(kind: str, out_dir: Path) -> Path:
         model = YolosForObjectDetection(config).eval()
         processor = YolosImageProcessorPil(size={"shortest_edge": 512, "longest_edge": 864})
         torch_default_init(model)
-        separate_yolos_scores(model, processor)
+        separate_softmax_scores(model, processor)
     else:
         raise SystemExit(f"--build-random: unknown {kind!r}")
     return save_checkpoint(model, processor, out_dir)

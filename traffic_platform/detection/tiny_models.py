@@ -150,18 +150,19 @@ def build_tiny_detr(
     processor = DetrImageProcessorPil(
         size={"shortest_edge": shortest_edge, "longest_edge": longest_edge}
     )
-    separate_detr_scores(model, processor, seed=seed)
+    separate_softmax_scores(model, processor, seed=seed)
     return save_checkpoint(model, processor, out_dir)
 
 
-def separate_detr_scores(model, processor, *, seed: int = 0) -> None:
-    """Varied labels and boxes for a random DETR (softmax class head + box MLP), any size."""
+def separate_softmax_scores(model, processor, *, seed: int = 0) -> None:
+    """Varied labels and boxes for a random DETR or YOLOS (softmax class head + box MLP), any size."""
+    head = model.class_labels_classifier  # DETR: one linear layer; YOLOS: an MLP
     calibrate_heads(
         model,
         processor,
         {
             "class": (
-                [model.class_labels_classifier],
+                [head.layers[-1] if hasattr(head, "layers") else head],
                 _softmax_class_bias(model.config.num_labels, model.config.id2label),
                 1.5,
             ),
@@ -199,25 +200,8 @@ def build_tiny_yolos(
     processor = YolosImageProcessorPil(
         size={"shortest_edge": shortest_edge, "longest_edge": longest_edge}
     )
-    separate_yolos_scores(model, processor, seed=seed)
+    separate_softmax_scores(model, processor, seed=seed)
     return save_checkpoint(model, processor, out_dir)
-
-
-def separate_yolos_scores(model, processor, *, seed: int = 0) -> None:
-    """Varied labels and boxes for a random YOLOS (softmax class MLP + box MLP), any size."""
-    calibrate_heads(
-        model,
-        processor,
-        {
-            "class": (
-                [model.class_labels_classifier.layers[-1]],
-                _softmax_class_bias(model.config.num_labels, model.config.id2label),
-                1.5,
-            ),
-            "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-        },
-        seed=seed,
-    )
 
 
 def tiny_rtdetr_kwargs() -> dict:
