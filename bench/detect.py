@@ -39,8 +39,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RawDet = tuple[str, float, Sequence[float]]
-Runner = Callable[[list[Any]], list[list[RawDet]]]
+from bench.runners import RawDet, Runner, onnx_e2e_runner, transformers_runner  # noqa: E402
 
 
 @dataclass
@@ -94,27 +93,13 @@ def _pipeline(ctx: BenchContext) -> Runner:
 
 def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
     def factory(ctx: BenchContext) -> Runner:
-        from traffic_platform.config import Settings
-        from traffic_platform.detection.transformers_backend import TransformersDetector
-        from traffic_platform.domain.detections import ClassThresholds
-
-        settings = Settings(
-            home=ctx.cache_dir,
-            model_cache_dir=ctx.cache_dir / "models",
-            detector_runtime=runtime,
-            detector_threads=ctx.threads,
-            detector_batch_size=64,
-            thresholds=ClassThresholds(default=ctx.threshold),
+        return transformers_runner(
+            ctx.model,
+            runtime=runtime,
+            threads=ctx.threads,
+            threshold=ctx.threshold,
+            cache_dir=ctx.cache_dir,
         )
-        detector = TransformersDetector.from_settings(ctx.model, settings)
-
-        def run(images: list[Any]) -> list[list[RawDet]]:
-            return [
-                list(zip(labels, scores, boxes, strict=True))
-                for labels, scores, boxes in detector.raw_detections(images)
-            ]
-
-        return run
 
     return factory
 
@@ -122,9 +107,7 @@ def _ours(runtime: str) -> Callable[[BenchContext], Runner]:
 @register_runtime("onnx-e2e")
 def _onnx_e2e(ctx: BenchContext) -> Runner:
     """End-to-end ONNX exports (RT-DETR / D-FINE / DEIMv2: pre/post-processing in the graph)."""
-    from traffic_platform.detection.onnx_e2e import benchmark_runner
-
-    return benchmark_runner(ctx.model, threads=ctx.threads, threshold=ctx.threshold)
+    return onnx_e2e_runner(ctx.model, threads=ctx.threads, threshold=ctx.threshold)
 
 
 @register_runtime("pipeline-cuda")
@@ -165,16 +148,16 @@ def build_random(kind: str, out_dir: Path) -> Path:
         YolosImageProcessorPil,
     )
 
-    from traffic_platform_tests.detection.tiny_models import (
-        BOX_BIAS,
-        _calibrate_heads,
-        _softmax_class_bias,
-        _torch_default_init,
+    from traffic_platform.detection.onnx_e2e import COCO80
+    from traffic_platform.detection.tiny_models import (
+        save_checkpoint,
         separate_rtdetr_scores,
+        separate_softmax_scores,
+        torch_default_init,
     )
 
     torch.manual_seed(0)
-    id2label = COCO80
+    id2label = dict(enumerate(COCO80))
     if kind == "rtdetr_r18":  # the architecture of PekingU/rtdetr_v2_r18vd
         backbone = RTDetrResNetConfig(
             embedding_size=64,
@@ -193,7 +176,7 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = RTDetrV2ForObjectDetection(config).eval()
         processor = RTDetrImageProcessorPil(size={"height": 640, "width": 640})
-        _torch_default_init(model)
+        torch_default_init(model)
         separate_rtdetr_scores(model, processor)
     elif kind == "detr_r50":  # facebook/detr-resnet-50 without timm
         config = DetrConfig(
@@ -204,20 +187,8 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = DetrForObjectDetection(config).eval()
         processor = DetrImageProcessorPil()
-        _torch_default_init(model)
-        _calibrate_heads(
-            model,
-            processor,
-            {
-                "class": (
-                    [model.class_labels_classifier],
-                    _softmax_class_bias(len(id2label), id2label),
-                    1.5,
-                ),
-                "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-            },
-            seed=0,
-        )
+        torch_default_init(model)
+        separate_softmax_scores(model, processor)
     elif kind == "yolos_tiny":  # hustvl/yolos-tiny
         config = YolosConfig(
             hidden_size=192,
@@ -230,39 +201,13 @@ def build_random(kind: str, out_dir: Path) -> Path:
         )
         model = YolosForObjectDetection(config).eval()
         processor = YolosImageProcessorPil(size={"shortest_edge": 512, "longest_edge": 864})
-        _torch_default_init(model)
-        _calibrate_heads(
-            model,
-            processor,
-            {
-                "class": (
-                    [model.class_labels_classifier.layers[-1]],
-                    _softmax_class_bias(len(id2label), id2label),
-                    1.5,
-                ),
-                "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-            },
-            seed=0,
-        )
+        torch_default_init(model)
+        separate_softmax_scores(model, processor)
     else:
         raise SystemExit(f"--build-random: unknown {kind!r}")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    processor.save_pretrained(out_dir)
-    return out_dir
+    return save_checkpoint(model, processor, out_dir)
 
 
-COCO80 = dict(
-    enumerate(
-        "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter bench "
-        "bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee skis snowboard "
-        "sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass cup fork knife spoon "
-        "bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch potted_plant bed dining_table "
-        "toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book clock vase scissors "
-        "teddy_bear hair_drier toothbrush".split()
-    )
-)
-COCO80 = {k: v.replace("_", " ") for k, v in COCO80.items()}
 
 
 # ---------------------------------------------------------------- measurement

@@ -48,28 +48,11 @@ def choose_detector(settings: Settings) -> Settings:
         return dataclasses.replace(settings, detector=f"onnx:{DEIMV2}")
     target = settings.home / "models" / "demo-tiny-detr"
     if not (target / "config.json").exists():
-        _build_tiny_detr(target)
+        from .detection.tiny_models import build_tiny_detr
+
+        build_tiny_detr(target, shortest_edge=320, longest_edge=512)
     say(f"detector: no pretrained model on this machine; a tiny RANDOM-weight DETR at {target} (counts are meaningless)")
     return dataclasses.replace(settings, detector=f"local:{target}")
-
-
-def _build_tiny_detr(target: Path) -> None:
-    """A small random-weight DETR (ResNet backbone from a config: nothing is downloaded)."""
-    import torch
-    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessorPil, ResNetConfig
-
-    torch.manual_seed(0)
-    labels = ["N/A", "person", "bicycle", "car", "motorcycle", "bus", "truck", "dog"]
-    backbone = ResNetConfig(embedding_size=16, hidden_sizes=[16, 32, 32, 64], depths=[1, 1, 1, 1],
-                            layer_type="basic", out_features=["stage4"])
-    config = DetrConfig(
-        use_timm_backbone=False, backbone_config=backbone, use_pretrained_backbone=False,
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=20,
-        id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)},
-    )
-    DetrForObjectDetection(config).eval().save_pretrained(target)
-    DetrImageProcessorPil(size={"shortest_edge": 320, "longest_edge": 512}).save_pretrained(target)
 
 
 def prepare_images(out: Path, count: int) -> list[Path]:

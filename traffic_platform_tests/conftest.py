@@ -250,6 +250,6 @@ def object_store(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
 @pytest.fixture(scope="session")
 def tiny_detr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny random-weight DETR checkpoint saved like a real one (built once per session)."""
-    from traffic_platform_tests.detection.tiny_models import build_tiny_detr
+    from traffic_platform.detection.tiny_models import build_tiny_detr
 
     return build_tiny_detr(tmp_path_factory.mktemp("tiny-detr"))

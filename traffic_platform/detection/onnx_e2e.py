@@ -34,23 +34,23 @@ the resize of a picture the caller already decoded (ingest decodes fully for its
 So ``"auto"`` (default) uses it for a picture still lazy from ``Image.open``.
 
 ``TRAFFIC_DETECTOR=onnx:<file.onnx | directory | s3://bucket/key.onnx | s3://bucket/prefix/>``.
-An S3 model is downloaded once into ``TRAFFIC_MODEL_CACHE_DIR`` (a folder per URI + ETag,
-with a completion marker), together with any sidecar next to it.
+An S3 model is fetched through the shared model cache (:mod:`.model_cache`: a folder per set of
+objects + ETags in ``TRAFFIC_MODEL_CACHE_DIR``, with a completion marker), together with any
+sidecar next to it; a model replaced under the same URI is fetched again.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..domain.detections import ClassThresholds, Detection, to_traffic_detections
 from ..domain.errors import ConfigurationError
+from . import model_cache
 from .base import Detector, ImageInput
 
 if TYPE_CHECKING:
@@ -63,7 +63,6 @@ INPUT_IMAGES = "images"
 INPUT_SIZES = "orig_target_sizes"
 OUTPUTS = ("labels", "boxes", "scores")
 SIDECAR_NAMES = ("{stem}.json", "model_info.json", "config.json")
-MARKER = ".complete"
 REDUCED_DECODE_POLICIES = ("auto", "always", "never")
 
 COCO80: tuple[str, ...] = (
@@ -441,7 +440,7 @@ class OnnxEndToEndDetector(Detector):
         self, images: Sequence[Image.Image | ImageInput], threshold: float | None = None
     ) -> list[tuple[list[str], list[float], list[list[float]]]]:
         """``(labels, scores, boxes)`` per image for every label the model reports above
-        ``threshold`` (default: the lowest class threshold); the benchmark's parity view.
+        ``threshold`` (default: the lowest class threshold); the parity view (``bench/runners.py``).
         One ``session.run`` per batch (per fixed-size chunk for a fixed-batch graph)."""
         items = [im if isinstance(im, ImageInput) else ImageInput(im) for im in images]
         floor = self.thresholds.minimum if threshold is None else threshold
@@ -481,108 +480,38 @@ def resolve_model(target: str, settings: Settings) -> tuple[Path, str]:
 
 
 def fetch_s3_model(uri: str, settings: Settings, *, client: Any = None) -> tuple[Path, str]:
-    """Download ``s3://bucket/key.onnx`` (or the one ``.onnx`` under ``s3://bucket/prefix/``) once.
+    """``(local path, object URI)`` of ``s3://bucket/key.onnx`` (or of the one ``.onnx`` under
+    ``s3://bucket/prefix/``) and its sidecars, through the shared model cache
+    (:mod:`.model_cache`: fetched again only when an ETag changed)."""
+    label = f"TRAFFIC_DETECTOR=onnx:{uri}"
 
-    The cache folder is keyed by the object's URI and ETag, so a new upload is fetched again;
-    ``.complete`` is written last, so an interrupted download is redone.
-    """
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    if not bucket:
-        raise ConfigurationError(f"TRAFFIC_DETECTOR=onnx:{uri}: expected s3://bucket/key.onnx.")
-    if client is None:
-        import boto3
-
-        client = boto3.client(
-            "s3", endpoint_url=settings.s3_endpoint_url, region_name=settings.s3_region
-        )
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        if not key.endswith(".onnx"):
-            prefix = key.rstrip("/") + "/" if key else ""
-            listing = client.list_objects_v2(Bucket=bucket, Prefix=prefix, Delimiter="/")
-            found = [o["Key"] for o in listing.get("Contents", []) if o["Key"].endswith(".onnx")]
-            if len(found) != 1:
-                raise ConfigurationError(
-                    f"TRAFFIC_DETECTOR=onnx:{uri}: expected exactly one .onnx object under the prefix, found {found or 'none'}."
+    def select(client_: Any, bucket: str, key: str) -> list[model_cache.S3Object]:
+        if key.endswith(".onnx"):
+            model = model_cache.head(client_, bucket, key, key.rsplit("/", 1)[-1])
+            if model is None:
+                raise model_cache.ArtifactMissing(
+                    f"{label}: cannot read s3://{bucket}/{key}: no such object."
                 )
-            key = found[0]
-        etag = client.head_object(Bucket=bucket, Key=key)["ETag"].strip('"')
-    except ClientError as exc:
-        raise ConfigurationError(
-            f"TRAFFIC_DETECTOR=onnx:{uri}: cannot read s3://{bucket}/{key}: {exc}"
-        ) from None
-    except BotoCoreError as exc:  # no credentials, endpoint unreachable, ...
-        raise ConfigurationError(
-            f"TRAFFIC_DETECTOR=onnx:{uri}: S3 is not reachable ({exc}); check TRAFFIC_S3_ENDPOINT_URL and AWS credentials."
-        ) from None
+        else:
+            prefix = key.rstrip("/") + "/" if key else ""
+            listed = model_cache.listing(client_, bucket, prefix, delimiter="/")
+            models = [o for o in listed if o["Key"].endswith(".onnx")]
+            if len(models) != 1:
+                error = ConfigurationError if models else model_cache.ArtifactMissing
+                raise error(
+                    f"{label}: expected exactly one .onnx object under the prefix, found {[o['Key'] for o in models] or 'none'}."
+                )
+            model = model_cache.listed(models[0], models[0]["Key"].rsplit("/", 1)[-1])
+        folder, stem = model.key[: -len(model.dest)], model.dest[: -len(".onnx")]
+        names = dict.fromkeys(pattern.format(stem=stem) for pattern in SIDECAR_NAMES)
+        # Optional: absent (404), or unlistable (403 when the role may not list the bucket).
+        sidecars = [model_cache.head(client_, bucket, folder + n, n, optional=True) for n in names]
+        return [model, *(s for s in sidecars if s is not None)]
 
-    object_uri = f"s3://{bucket}/{key}"
-    folder = (
-        Path(settings.model_cache_dir or "models")
-        / "onnx-e2e"
-        / hashlib.sha256(f"{object_uri}\n{etag}".encode()).hexdigest()[:24]
-    )
-    filename = key.rsplit("/", 1)[-1]
-    model_path = folder / filename
-    if (folder / MARKER).is_file() and model_path.is_file():
-        return model_path, object_uri
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        _download(client, bucket, key, model_path)
-        directory = key.rsplit("/", 1)[0] + "/" if "/" in key else ""
-        stem = filename[: -len(".onnx")]
-        for sidecar in SIDECAR_NAMES:
-            name = sidecar.format(stem=stem)
-            try:
-                _download(client, bucket, directory + name, folder / name)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "403"):
-                    raise
-    except (ClientError, BotoCoreError) as exc:
-        raise ConfigurationError(
-            f"TRAFFIC_DETECTOR=onnx:{uri}: download of {object_uri} failed: {exc}"
-        ) from None
-    (folder / MARKER).write_text(json.dumps({"uri": object_uri, "etag": etag}), encoding="utf-8")
-    return model_path, object_uri
-
-
-def _download(client: Any, bucket: str, key: str, dest: Path) -> None:
-    """Download to a temporary file beside ``dest``, then rename (no half-written model is ever used)."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    try:
-        client.download_file(bucket, key, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def build_for_benchmark(
-    model: str | Path, *, threads: int, thresholds: ClassThresholds | None = None
-) -> OnnxEndToEndDetector:
-    """The benchmark's hook: a detector for a local ``.onnx`` file or a directory holding one."""
-    from ..config import Settings
-
-    path, name = resolve_model(str(model), Settings(detector_threads=threads))
-    return OnnxEndToEndDetector(path, model_name=name, threads=threads, thresholds=thresholds)
-
-
-def benchmark_runner(
-    model: str | Path, *, threads: int, threshold: float
-) -> Callable[[list[Image.Image]], list[list[tuple[str, float, list[float]]]]]:
-    """For ``bench/detect.py``: ``images -> [[(label, score, box), ...], ...]`` with every label
-    above ``threshold``, one ``session.run`` per call (a list of images is one batch)."""
-    detector = build_for_benchmark(model, threads=threads)
-
-    def run(images: list[Image.Image]) -> list[list[tuple[str, float, list[float]]]]:
-        return [
-            list(zip(labels, scores, boxes, strict=True))
-            for labels, scores, boxes in detector.raw_detections(images, threshold)
-        ]
-
-    return run
+    entry = model_cache.fetch(uri, settings, select, label=label, client=client)
+    bucket = model_cache.split_uri(uri, label)[0]
+    key = next(k for k in model_cache.cached_objects(entry) if k.endswith(".onnx"))
+    return entry / key.rsplit("/", 1)[-1], f"s3://{bucket}/{key}"
 
 
 __all__ = [
@@ -590,8 +519,6 @@ __all__ = [
     "COCO91",
     "ModelMetadata",
     "OnnxEndToEndDetector",
-    "benchmark_runner",
-    "build_for_benchmark",
     "fetch_s3_model",
     "file_sha256",
     "resolve_model",

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from traffic_platform.config import Settings
-from traffic_platform.detection import onnx_e2e
+from traffic_platform.detection import model_cache, onnx_e2e
 from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.onnx_e2e import COCO80, ModelMetadata, OnnxEndToEndDetector
 from traffic_platform.domain.detections import ClassThresholds
@@ -237,7 +237,9 @@ def test_raw_detections_and_benchmark_runner_report_every_label(graphs):
         "car",
         "person",
     ]  # default: the lowest class threshold
-    run = onnx_e2e.benchmark_runner(graphs["main"].parent, threads=1, threshold=0.0)
+    from bench.runners import onnx_e2e_runner
+
+    run = onnx_e2e_runner(graphs["main"].parent, threads=1, threshold=0.0)
     first, second = run([picture, Image.new("RGB", (64, 48), (10, 10, 10))])
     assert [label for label, _, _ in first] == [
         "car", "person", "traffic light", "truck", "bus", "motorcycle", "bicycle", "dog"
@@ -556,13 +558,13 @@ def test_s3_model_is_downloaded_once_with_its_sidecar(
     )
 
     downloads: list[str] = []
-    real = onnx_e2e._download
+    real = model_cache._download
 
     def counting(client_, bucket_, key, dest):
         downloads.append(key)
         return real(client_, bucket_, key, dest)
 
-    monkeypatch.setattr(onnx_e2e, "_download", counting)
+    monkeypatch.setattr(model_cache, "_download", counting)
     settings = Settings(home=tmp_path, model_cache_dir=tmp_path / "cache", s3_endpoint_url=moto_endpoint, detector_threads=1,
                         thresholds=ALL)  # fmt: skip
     uri = f"s3://{bucket}/detectors/e2e/tiny_e2e.onnx"

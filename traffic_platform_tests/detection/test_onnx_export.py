@@ -39,10 +39,18 @@ from traffic_platform.detection.onnx_export import (
     export_onnx,
     main,
 )
+from traffic_platform.detection.tiny_models import (
+    BUILDERS,
+    COCO_LIKE_ID2LABEL,
+    build_tiny_rtdetr,
+    save_checkpoint,
+    separate_rtdetr_scores,
+    street_like_image,
+    tiny_rtdetr,
+    torch_default_init,
+)
 from traffic_platform.detection.transformers_backend import TransformersDetector, clear_model_cache
 from traffic_platform.domain.detections import ClassThresholds
-
-from .tiny_models import BUILDERS, COCO_LIKE_ID2LABEL, street_like_image
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 LOW = 0.2
@@ -196,18 +204,8 @@ def test_exported_directory_runs_without_torch_weights(models, images, tmp_path)
 def test_rtdetr_export_parity_depends_on_separated_query_scores(tmp_path):
     """Default-initialised tiny RT-DETR: tied encoder scores -> eager and ONNX pick different queries."""
     import torch
-    from transformers import (
-        RTDetrConfig,
-        RTDetrForObjectDetection,
-        RTDetrImageProcessorPil,
-    )
 
-    from .tiny_models import separate_rtdetr_scores, tiny_rtdetr_kwargs
-
-    torch.manual_seed(0)
-    config = RTDetrConfig(**tiny_rtdetr_kwargs())
-    model = RTDetrForObjectDetection(config).eval()
-    processor = RTDetrImageProcessorPil(size={"height": 96, "width": 96})
+    model, processor = tiny_rtdetr(seed=0, image_size=96)
     captured = {}
     hook = model.model.enc_score_head.register_forward_hook(
         lambda m, i, o: captured.setdefault("scores", o)
@@ -217,8 +215,7 @@ def test_rtdetr_export_parity_depends_on_separated_query_scores(tmp_path):
     hook.remove()
     spread = captured["scores"][0].max(-1).values.std().item()
     assert spread < 1e-4  # tied: every candidate query has the same score
-    model.save_pretrained(tmp_path / "tied")
-    processor.save_pretrained(tmp_path / "tied")
+    save_checkpoint(model, processor, tmp_path / "tied")
     with pytest.raises(ExportParityError):
         export_onnx(tmp_path / "tied", tmp_path / "tied-onnx")
     # The detector refuses an explicit onnx runtime for it, and "auto" falls back to eager torch.
@@ -236,12 +233,9 @@ def test_rtdetr_export_parity_depends_on_separated_query_scores(tmp_path):
         assert fallback.runtime == "torch"
 
     # The same architecture with separated scores (and live activations) exports exactly.
-    from .tiny_models import _torch_default_init
-
-    _torch_default_init(model)
+    torch_default_init(model)
     separate_rtdetr_scores(model, processor)
-    model.save_pretrained(tmp_path / "separated")
-    processor.save_pretrained(tmp_path / "separated")
+    save_checkpoint(model, processor, tmp_path / "separated")
     result = export_onnx(tmp_path / "separated", tmp_path / "separated-onnx")
     worst = max(
         max(v["max_abs_logits"], v["max_abs_boxes"])
@@ -251,8 +245,6 @@ def test_rtdetr_export_parity_depends_on_separated_query_scores(tmp_path):
 
 
 def test_rtdetr_v2_exports_and_matches(tmp_path, images):
-    from .tiny_models import build_tiny_rtdetr
-
     path = build_tiny_rtdetr(tmp_path / "v2", v2=True)
     torch_det = TransformersDetector.from_settings(str(path), settings_for(tmp_path / "h", "torch"))
     onnx_det = TransformersDetector.from_settings(str(path), settings_for(tmp_path / "h", "onnx"))

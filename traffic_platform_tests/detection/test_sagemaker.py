@@ -30,6 +30,7 @@ from traffic_platform.detection.sagemaker import (
     encode_for_endpoint,
     sniff_content_type,
 )
+from traffic_platform.detection.tiny_models import NON_TRAFFIC_LABELS, build_spread_yolos
 from traffic_platform.domain.classes import traffic_class_for
 from traffic_platform.domain.detections import ClassThresholds, clip_box
 from traffic_platform.domain.errors import (
@@ -40,8 +41,6 @@ from traffic_platform.domain.errors import (
     UnsupportedImage,
 )
 
-from ._tiny_detr import NON_TRAFFIC_LABELS, build_tiny_yolos, reference_detections
-
 ENDPOINT = "traffic-detector-test"
 THRESHOLD = 0.3  # the tiny model's scores spread over ~0.2-0.7: some kept, some dropped
 STREET = Path("/work/shared/data/street")
@@ -50,7 +49,7 @@ STREET = Path("/work/shared/data/street")
 # -- fixtures --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_yolos(tmp_path_factory.mktemp("tiny-yolos"))
+    return build_spread_yolos(tmp_path_factory.mktemp("tiny-yolos"))
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +118,33 @@ def _input(data: bytes, content_type: str | None = None) -> ImageInput:
     image = Image.open(io.BytesIO(data))
     image.load()
     return ImageInput(image=image.convert("RGB"), data=data, content_type=content_type)
+
+
+def reference_detections(
+    directory: Path, image, *, threshold: float
+) -> list[tuple[str, float, list[float]]]:
+    """What transformers' own processor + ``post_process_object_detection`` find in ``image``.
+
+    ``(label, score, [x1, y1, x2, y2])`` per detection above ``threshold`` (all labels,
+    boxes not clipped): the reference the endpoint's answer is compared with.
+    """
+    import torch
+    from transformers import AutoImageProcessor, AutoModelForObjectDetection
+
+    processor = AutoImageProcessor.from_pretrained(directory)
+    model = AutoModelForObjectDetection.from_pretrained(directory).eval()
+    inputs = processor(images=[image], return_tensors="pt")
+    with torch.no_grad():
+        outputs = model(**inputs)
+    result = processor.post_process_object_detection(
+        outputs, threshold=threshold, target_sizes=[image.size[::-1]]
+    )[0]
+    return [
+        (model.config.id2label[int(label)], float(score), [float(v) for v in box])
+        for label, score, box in zip(
+            result["labels"], result["scores"], result["boxes"], strict=True
+        )
+    ]
 
 
 def _free_port() -> int:

@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from traffic_platform.config import Settings
 from traffic_platform.detection.base import Detector, ImageInput
 from traffic_platform.detection.factory import build_detector
+from traffic_platform.detection.tiny_models import build_tiny_detr
 from traffic_platform.domain.captures import capture_id_for
 from traffic_platform.domain.errors import DetectorError
 from traffic_platform.domain.images import decode_image
@@ -36,7 +37,6 @@ from traffic_platform.storage.objectstore import open_object_store
 from traffic_platform.storage.tables import capture_counts, captures, detections
 
 from .. import images
-from ..detection.tiny_models import build_tiny_detr
 
 LIMIT = 1_000_000  # TRAFFIC_MAX_UPLOAD_BYTES in these tests
 LIEGE = "rue_de_la_loi_Liège_Belgium_12-10-2022_10-51-38.jpg"

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from traffic_platform.config import Settings
 from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.factory import build_detector
+from traffic_platform.detection.tiny_models import build_tiny_detr
 from traffic_platform.detection.transformers_backend import clear_model_cache
 from traffic_platform.domain.errors import DistortedImage
 from traffic_platform.domain.images import decode_image
@@ -30,7 +31,6 @@ from traffic_platform.orchestration.sql.tables import counts_tables
 from traffic_platform.storage.tables import capture_counts, captures, detections
 
 from .. import images
-from ..detection.tiny_models import build_tiny_detr
 
 # (file name, street-scene seed); 11 and 12 October are re-detected, 13 October is not.
 UPLOADS = [

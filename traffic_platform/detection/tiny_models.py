@@ -1,10 +1,17 @@
-"""Tiny random-weight object-detection checkpoints for tests (no hub access needed).
+"""Tiny random-weight object-detection checkpoints, built offline from configs.
 
-Each builder creates a small DETR, YOLOS or RT-DETR model from a config, makes its
-scores well separated (random heads give near-tied scores, which makes detections
-flicker between runtimes and makes ``threshold`` comparisons meaningless), and saves
-it with a matching image processor, so that ``from_pretrained(directory)`` works
-exactly as for a hub checkpoint.
+The one place that builds them: the tests, the benchmark (``bench/detect.py`` reuses the
+head calibration on full-size architectures) and the demo (when no pretrained model is on
+the machine) all import from here. Nothing is downloaded.
+
+Each ``build_tiny_*`` creates a small DETR, YOLOS or RT-DETR model from a config, makes
+its scores well separated (random heads give near-tied scores, which makes detections
+flicker between runtimes and makes ``threshold`` comparisons meaningless), and saves it
+with a matching image processor, so that ``from_pretrained(directory)`` works exactly as
+for a hub checkpoint. :func:`build_spread_yolos` is a second YOLOS recipe whose scores
+spread around a 0.3 threshold with margins (the SageMaker tests' model).
+
+Their detections are meaningless: they only show that a path works.
 """
 
 from __future__ import annotations
@@ -42,7 +49,7 @@ def _randomise(param, *, std: float, seed: int) -> None:
         param.copy_(torch.randn(param.shape, generator=gen) * std)
 
 
-def _torch_default_init(model) -> None:
+def torch_default_init(model) -> None:
     """Re-initialise linear/conv/embedding layers with PyTorch's defaults.
 
     transformers initialises with std 0.02, under which a tiny random model's queries come
@@ -65,7 +72,7 @@ def _torch_default_init(model) -> None:
                 module.running_var.fill_(1.0)
 
 
-def _calibrate_heads(
+def calibrate_heads(
     model, processor, heads: dict[str, tuple[list, np.ndarray, float]], *, seed: int
 ) -> None:
     """Centre and scale the final prediction layers on a probe image.
@@ -137,22 +144,32 @@ def build_tiny_detr(
         label2id=label2id,
     )
     model = DetrForObjectDetection(config).eval()
-    _torch_default_init(model)
+    torch_default_init(model)
     # Initialisation leaves the object queries nearly equal: every query would predict the same.
     _randomise(model.model.query_position_embeddings.weight, std=1.0, seed=seed + 2)
     processor = DetrImageProcessorPil(
         size={"shortest_edge": shortest_edge, "longest_edge": longest_edge}
     )
-    _calibrate_heads(
+    separate_softmax_scores(model, processor, seed=seed)
+    return save_checkpoint(model, processor, out_dir)
+
+
+def separate_softmax_scores(model, processor, *, seed: int = 0) -> None:
+    """Varied labels and boxes for a random DETR or YOLOS (softmax class head + box MLP), any size."""
+    head = model.class_labels_classifier  # DETR: one linear layer; YOLOS: an MLP
+    calibrate_heads(
         model,
         processor,
         {
-            "class": ([model.class_labels_classifier], _softmax_class_bias(len(id2label)), 1.5),
+            "class": (
+                [head.layers[-1] if hasattr(head, "layers") else head],
+                _softmax_class_bias(model.config.num_labels, model.config.id2label),
+                1.5,
+            ),
             "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
         },
         seed=seed,
     )
-    return _save(model, processor, out_dir)
 
 
 def build_tiny_yolos(
@@ -176,27 +193,15 @@ def build_tiny_yolos(
         label2id=label2id,
     )
     model = YolosForObjectDetection(config).eval()
-    _torch_default_init(model)
+    torch_default_init(model)
     # Detection tokens start as zeros (all identical): give each its own identity.
     _randomise(model.vit.embeddings.detection_tokens, std=1.0, seed=seed + 2)
     _randomise(model.vit.embeddings.position_embeddings, std=0.2, seed=seed + 3)
     processor = YolosImageProcessorPil(
         size={"shortest_edge": shortest_edge, "longest_edge": longest_edge}
     )
-    _calibrate_heads(
-        model,
-        processor,
-        {
-            "class": (
-                [model.class_labels_classifier.layers[-1]],
-                _softmax_class_bias(len(id2label)),
-                1.5,
-            ),
-            "box": ([model.bbox_predictor.layers[-1]], BOX_BIAS, 1.0),
-        },
-        seed=seed,
-    )
-    return _save(model, processor, out_dir)
+    separate_softmax_scores(model, processor, seed=seed)
+    return save_checkpoint(model, processor, out_dir)
 
 
 def tiny_rtdetr_kwargs() -> dict:
@@ -229,10 +234,12 @@ def tiny_rtdetr_kwargs() -> dict:
     )
 
 
-def build_tiny_rtdetr(
-    out_dir: str | Path, *, seed: int = 0, image_size: int = 96, v2: bool = False
-) -> Path:
-    """A small RT-DETR (v1 or v2) with a basic-block ResNet backbone, fixed square input."""
+def tiny_rtdetr(*, seed: int = 0, image_size: int = 96, v2: bool = False):
+    """``(model, processor)``: a small RT-DETR (v1 or v2) with transformers' own initialisation.
+
+    Its encoder query scores come out tied (see :func:`separate_rtdetr_scores`); the export
+    tests use it as it is to show why :func:`build_tiny_rtdetr` separates them.
+    """
     import torch
     from transformers import (
         RTDetrConfig,
@@ -248,10 +255,17 @@ def build_tiny_rtdetr(
         model = RTDetrV2ForObjectDetection(RTDetrV2Config(**common)).eval()
     else:
         model = RTDetrForObjectDetection(RTDetrConfig(**common)).eval()
-    _torch_default_init(model)
-    processor = RTDetrImageProcessorPil(size={"height": image_size, "width": image_size})
+    return model, RTDetrImageProcessorPil(size={"height": image_size, "width": image_size})
+
+
+def build_tiny_rtdetr(
+    out_dir: str | Path, *, seed: int = 0, image_size: int = 96, v2: bool = False
+) -> Path:
+    """A small RT-DETR (v1 or v2) with a basic-block ResNet backbone, fixed square input."""
+    model, processor = tiny_rtdetr(seed=seed, image_size=image_size, v2=v2)
+    torch_default_init(model)
     separate_rtdetr_scores(model, processor, seed=seed)
-    return _save(model, processor, out_dir)
+    return save_checkpoint(model, processor, out_dir)
 
 
 def separate_rtdetr_scores(model, processor, *, seed: int = 0, query_spread: float = 3.0) -> None:
@@ -266,7 +280,7 @@ def separate_rtdetr_scores(model, processor, *, seed: int = 0, query_spread: flo
     class_heads = [model.model.decoder.class_embed[-1]]
     if getattr(model, "class_embed", None) is not None:
         class_heads.append(model.class_embed[-1])
-    _calibrate_heads(
+    calibrate_heads(
         model,
         processor,
         {
@@ -305,12 +319,70 @@ def _sigmoid_class_bias(num_labels: int, id2label) -> np.ndarray:
 BOX_BIAS = np.array([0.0, 0.0, -1.5, -1.5], dtype=np.float32)  # centred boxes ~18% of the image
 
 
-def _save(model, processor, out_dir: str | Path) -> Path:
+def save_checkpoint(model, processor, out_dir: str | Path) -> Path:
+    """Save ``model`` and its image processor into ``out_dir`` like a hub checkpoint."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)
     return out
+
+
+# A YOLOS whose scores spread around 0.3 with margins (the SageMaker tests' model).
+SPREAD_YOLOS_LABELS: tuple[str, ...] = (
+    "car",
+    "person",
+    "bus",
+    "truck",
+    "bicycle",
+    "motorcycle",
+    "dog",
+    "traffic light",
+    "umbrella",
+)
+NON_TRAFFIC_LABELS = frozenset({"dog", "traffic light", "umbrella"})
+# Processor input size: small so a forward pass costs milliseconds.
+SPREAD_YOLOS_PROCESSOR_SIZE = {"shortest_edge": 64, "longest_edge": 96}
+
+
+def build_spread_yolos(directory: str | Path, *, seed: int = 2) -> Path:
+    """A tiny YOLOS (about 0.1 MB, built in about a second) with detections that exist and differ.
+
+    The detection tokens and heads get larger random weights so scores spread over roughly
+    0.2-0.85 and boxes vary, and the label map (:data:`SPREAD_YOLOS_LABELS`) mixes traffic
+    classes with labels the platform must drop (:data:`NON_TRAFFIC_LABELS`). With the default
+    seed, on the SageMaker tests' pictures, car, person, bus and dog all score above 0.3 and
+    no score lies within 0.02 of 0.3, so a 0.3 threshold never sits on a near-tie.
+    """
+    import torch
+    from transformers import YolosConfig, YolosForObjectDetection, YolosImageProcessor
+
+    id2label = dict(enumerate(SPREAD_YOLOS_LABELS))
+    config = YolosConfig(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        image_size=[64, 96],
+        patch_size=16,
+        num_detection_tokens=16,
+        id2label=id2label,
+        label2id={label: i for i, label in id2label.items()},
+    )
+    torch.manual_seed(seed)
+    model = YolosForObjectDetection(config).eval()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        model.vit.embeddings.detection_tokens.normal_(0, 1.0, generator=gen)  # boxes differ
+        for layer in model.class_labels_classifier.layers:
+            layer.weight.normal_(0, 0.25, generator=gen)  # scores spread, not all ~1/num_labels
+        # Bias towards car/person/bus and two non-traffic labels; the last logit is "no object".
+        model.class_labels_classifier.layers[-1].bias.copy_(
+            torch.tensor([3.0, 3.0, 2.5, 0.0, 0.0, 0.0, 2.0, 1.0, 0.0, -1.0])
+        )
+        for layer in model.bbox_predictor.layers:
+            layer.weight.normal_(0, 0.2, generator=gen)
+    return save_checkpoint(model, YolosImageProcessor(size=SPREAD_YOLOS_PROCESSOR_SIZE), directory)
 
 
 def street_like_image(width: int, height: int, *, seed: int = 0):
