@@ -19,7 +19,7 @@ from traffic_platform.orchestration.checks.reporting import (
 )
 from traffic_platform.orchestration.checks.stats import robust_z
 from traffic_platform.orchestration.settings import OrchestrationSettings
-from traffic_platform.orchestration.sql.tables import (
+from traffic_platform.orchestration.sql.reporting_tables import (
     capture_summary_daily,
     counts_tables,
     ensure_reporting_tables,

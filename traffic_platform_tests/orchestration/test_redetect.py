@@ -25,7 +25,7 @@ from traffic_platform.orchestration.resources import (
     ObjectStoreResource,
 )
 from traffic_platform.orchestration.sensors import redetect_reporting_sensor
-from traffic_platform.orchestration.sql.tables import counts_tables
+from traffic_platform.orchestration.sql.reporting_tables import counts_tables
 from traffic_platform.storage.tables import capture_counts, captures, detections
 
 from .. import images

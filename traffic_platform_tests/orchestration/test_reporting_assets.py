@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from traffic_platform.orchestration.assets.reporting import TAG_MODEL_NAME, TAG_MODEL_VERSION
-from traffic_platform.orchestration.sql.tables import capture_summary_daily, counts_tables
+from traffic_platform.orchestration.sql.reporting_tables import capture_summary_daily, counts_tables
 
 from . import datagen
 from .datagen import DAY, DST_DAY, INGEST_V1, INGEST_V2, REDETECT_V3

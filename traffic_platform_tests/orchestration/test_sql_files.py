@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from traffic_platform.orchestration.sql.tables import (
+from traffic_platform.orchestration.sql.reporting_tables import (
     ensure_reporting_tables,
     metadata,
     render_mysql_ddl,
 )
-from traffic_platform.orchestration.sql.views import VIEWS_DIR, load_views
+from traffic_platform.orchestration.sql.view_files import VIEWS_DIR, load_views
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_reporting_ddl_file_matches_the_metadata():
     path = ROOT / "sql" / "reporting_tables.mysql.sql"
     assert path.read_text(encoding="utf-8") == render_mysql_ddl(), (
-        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql"
+        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql"
     )
 
 

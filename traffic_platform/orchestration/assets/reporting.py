@@ -17,7 +17,7 @@ from ..partitions import daily_partitions, partition_bounds
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from ..sql.aggregation import ModelKey, replace_capture_summary, replace_counts, reported_models
-from ..sql.tables import WINDOWS, ensure_reporting_tables
+from ..sql.reporting_tables import WINDOWS, ensure_reporting_tables
 from ..sql.transactions import write_transaction
 from .ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 

@@ -4,9 +4,9 @@
 import dagster as dg
 
 from ..resources import DatabaseResource
-from ..sql.tables import ensure_reporting_tables
+from ..sql.reporting_tables import ensure_reporting_tables
 from ..sql.transactions import write_transaction
-from ..sql.views import VIEWS_DIR, apply_views, load_views
+from ..sql.view_files import VIEWS_DIR, apply_views, load_views
 from .ingest_tables import LOCATIONS
 from .locations import LOCATION_DIMENSION, SERVING_GROUP
 from .reporting import CAPTURE_SUMMARY, COUNTS_KEYS

@@ -16,7 +16,7 @@ from ..assets.reporting import COUNTS_KEYS
 from ..partitions import daily_partitions, partition_bounds, partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
-from ..sql.tables import WINDOWS
+from ..sql.reporting_tables import WINDOWS
 from .ingest_quality import partition_params
 from .stats import robust_z
 

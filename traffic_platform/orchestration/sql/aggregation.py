@@ -38,7 +38,7 @@ from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
 from .dialects import dialect_of, seconds_between, window_start
-from .tables import WINDOWS, capture_summary_daily, counts_tables
+from .reporting_tables import WINDOWS, capture_summary_daily, counts_tables
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ reporting schema is owned by the code that fills it, and every table here can be
 rebuilt from the ingest tables. The MySQL DDL is checked in as
 ``sql/reporting_tables.mysql.sql`` (a test keeps it equal to this module)::
 
-    .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql
+    .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
 
 Times are local wall-clock (naive), like ``captures.captured_at``; ``computed_at`` is UTC.
 No foreign keys: these tables are derived and are replaced partition by partition.
@@ -123,9 +123,9 @@ location_dimension = Table(
 
 DDL_HEADER = (
     "-- MySQL / Aurora MySQL DDL of the reporting tables written by Dagster.\n"
-    "-- Generated from traffic_platform/orchestration/sql/tables.py; do not edit.\n"
+    "-- Generated from traffic_platform/orchestration/sql/reporting_tables.py; do not edit.\n"
     "-- The assets create these tables when absent (CREATE TABLE only if missing).\n"
-    "-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql\n"
+    "-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql\n"
 )
 
 
@@ -146,5 +146,5 @@ def render_mysql_ddl() -> str:
     return "\n".join(line.rstrip() for line in body.splitlines()) + "\n"
 
 
-if __name__ == "__main__":  # python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql
+if __name__ == "__main__":  # python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
     sys.stdout.write(render_mysql_ddl())
