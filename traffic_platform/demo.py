@@ -144,8 +144,9 @@ def materialise_days(settings: Settings, days: list[str]) -> bool:
     (home / "dagster.yaml").touch()
     from dagster import DagsterInstance
 
-    from .orchestration.definitions import defs
+    from .orchestration.definitions import defs as load_definitions
 
+    defs = load_definitions()  # reads the TRAFFIC_* settings now, as Dagster does when it loads the code location
     ok = True
     with DagsterInstance.get() as instance:
         for day in days:

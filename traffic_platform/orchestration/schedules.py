@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from .jobs import ingest_observation_job, reporting_daily_job, reporting_run_request, serving_job
-from .partitions import daily_partitions, in_partitions, partition_key_for
+from .partitions import configured_start, in_partitions, partition_key_for
 
 TAG_TRIGGER = "traffic/trigger"
 
@@ -15,8 +15,9 @@ TAG_TRIGGER = "traffic/trigger"
 def _request_day(context: dg.ScheduleEvaluationContext, days_back: int, trigger: str) -> dg.RunRequest | dg.SkipReason:
     day = context.scheduled_execution_time.date() - timedelta(days=days_back)
     key = partition_key_for(day)
-    if not in_partitions(day, context.scheduled_execution_time.date()):
-        return dg.SkipReason(f"partition {key} is outside the partitions (starts {daily_partitions.start:%Y-%m-%d}).")
+    start = configured_start()
+    if not in_partitions(day, context.scheduled_execution_time.date(), start):
+        return dg.SkipReason(f"partition {key} is outside the partitions (starts {start:%Y-%m-%d}).")
     return reporting_run_request(key, tags={TAG_TRIGGER: trigger})
 
 

@@ -90,9 +90,10 @@ def stored_counts(engine) -> dict[tuple[str, str, str], dict[str, int]]:
 
 def reporting_job(db_url: str):
     """reporting_daily_job resolved with the real assets and checks, on the test database."""
+    code_location = definitions.build_definitions()
     defs = dg.Definitions(
-        assets=[*definitions.ingest.assets, *definitions.reporting.assets],
-        asset_checks=[*definitions.ingest.asset_checks, *definitions.reporting.asset_checks],
+        assets=list(code_location.assets or []),
+        asset_checks=list(code_location.asset_checks or []),
         jobs=[reporting_daily_job],
         resources={"database": DatabaseResource(url=db_url)},
     )

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..assets.ingest_tables import CAPTURES, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
-from ..partitions import daily_partitions, partition_day
+from ..partitions import partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from .ingest_quality import SAMPLE, partition_params
@@ -57,16 +57,19 @@ def check_duplicates(conn: Connection, partition_key: str) -> dg.AssetCheckResul
     return _warn(duplicated == 0, {"captures_sharing_content": duplicated, "distinct_hashes": hashes, "sample": sample})
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="no_duplicate_content",
-    partitions_def=daily_partitions,
-    additional_deps=[CAPTURES],
-    description="No capture of the day has the same image bytes (content_sha256) as another capture.",
-)
-def no_duplicate_content(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_duplicates(conn, context.partition_key)
+def _no_duplicate_content(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=CAPTURE_SUMMARY,
+        name="no_duplicate_content",
+        partitions_def=partitions,
+        additional_deps=[CAPTURES],
+        description="No capture of the day has the same image bytes (content_sha256) as another capture.",
+    )
+    def no_duplicate_content(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+        with database.get_engine().connect() as conn:
+            return check_duplicates(conn, context.partition_key)
+
+    return no_duplicate_content
 
 
 # -- distorted-rate anomaly -------------------------------------------------------------
@@ -110,17 +113,20 @@ def check_distorted_rate(conn: Connection, partition_key: str, settings: Orchest
     )
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="distorted_rate_anomaly",
-    partitions_def=daily_partitions,
-    description="A location's share of distorted images today is not far above its own history: robust z = "
-    "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
-    "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
-)
-def distorted_rate_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_distorted_rate(conn, context.partition_key, OrchestrationSettings.from_env())
+def _distorted_rate_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=CAPTURE_SUMMARY,
+        name="distorted_rate_anomaly",
+        partitions_def=partitions,
+        description="A location's share of distorted images today is not far above its own history: robust z = "
+        "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
+        "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
+    )
+    def distorted_rate_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
+        with database.get_engine().connect() as conn:
+            return check_distorted_rate(conn, context.partition_key, OrchestrationSettings.from_env())
+
+    return distorted_rate_anomaly
 
 
 # -- freshness ------------------------------------------------------------------------
@@ -168,4 +174,6 @@ def captures_fresh_per_location(context: dg.AssetCheckExecutionContext, database
         return check_freshness(conn, OrchestrationSettings.from_env())
 
 
-INGEST_HEALTH_CHECKS = [no_duplicate_content, distorted_rate_anomaly, captures_fresh_per_location]
+def ingest_health_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The warning checks on ingest health; the per-day ones partitioned by ``partitions``."""
+    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location]

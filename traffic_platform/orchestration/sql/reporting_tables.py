@@ -2,7 +2,8 @@
 
 They are created by the assets themselves (``create_all(checkfirst=True)``): the
 reporting schema is owned by the code that fills it, and every table here can be
-rebuilt from the ingest tables. The MySQL DDL is checked in as
+rebuilt from the ingest tables. The counts tables are one per
+reporting window (:data:`traffic_platform.orchestration.windows.WINDOWS`). The MySQL DDL is checked in as
 ``sql/reporting_tables.mysql.sql`` (a test keeps it equal to this module)::
 
     .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
@@ -14,6 +15,7 @@ No foreign keys: these tables are derived and are replaced partition by partitio
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 
 from sqlalchemy import (
     Column,
@@ -32,8 +34,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ...storage.tables import MYSQL_TABLE_OPTIONS, exact_text, timestamp_us
-
-metadata = MetaData()
+from ..windows import WINDOWS, ReportingWindow
 
 
 def local_datetime() -> DateTime:
@@ -46,36 +47,31 @@ def local_datetime() -> DateTime:
     return DateTime().with_variant(mysql.DATETIME(), "mysql", "mariadb")
 
 
-# Window name -> (table name, window length in seconds). The only place these names live.
-WINDOWS: dict[str, tuple[str, int]] = {
-    "15min": ("traffic_counts_15min", 15 * 60),
-    "hourly": ("traffic_counts_hourly", 60 * 60),
-    "daily": ("traffic_counts_daily", 24 * 60 * 60),
-}
-
-capture_summary_daily = Table(
-    "capture_summary_daily",
-    metadata,
-    Column("location_id", Integer, nullable=False),
-    Column("day", Date, nullable=False, comment="local calendar day of captured_at"),
-    Column("images_received", Integer, nullable=False),
-    Column("images_accepted", Integer, nullable=False),
-    Column("images_distorted", Integer, nullable=False),
-    Column("first_captured_at", local_datetime(), nullable=False),
-    Column("last_captured_at", local_datetime(), nullable=False),
-    Column("observed_cadence_s", Double, nullable=True, comment="median gap between consecutive images (UTC), NULL if < 2 images"),
-    Column("cadence_s", Double, nullable=False, comment="cadence used for expected_images"),
-    Column("cadence_source", String(16), nullable=False, comment="setting | observed | fallback"),
-    Column("expected_images", Double, nullable=False, comment="86400 / cadence_s"),
-    Column("coverage", Double, nullable=False, comment="images_received / expected_images"),
-    Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
-    PrimaryKeyConstraint("day", "location_id", name="pk_capture_summary_daily"),
-    Index("ix_capture_summary_daily_location_day", "location_id", "day"),
-    **MYSQL_TABLE_OPTIONS,
-)
+def _capture_summary_table(metadata: MetaData) -> Table:
+    return Table(
+        "capture_summary_daily",
+        metadata,
+        Column("location_id", Integer, nullable=False),
+        Column("day", Date, nullable=False, comment="local calendar day of captured_at"),
+        Column("images_received", Integer, nullable=False),
+        Column("images_accepted", Integer, nullable=False),
+        Column("images_distorted", Integer, nullable=False),
+        Column("first_captured_at", local_datetime(), nullable=False),
+        Column("last_captured_at", local_datetime(), nullable=False),
+        Column("observed_cadence_s", Double, nullable=True, comment="median gap between consecutive images (UTC), NULL if < 2 images"),
+        Column("cadence_s", Double, nullable=False, comment="cadence used for expected_images"),
+        Column("cadence_source", String(16), nullable=False, comment="setting | observed | fallback"),
+        Column("expected_images", Double, nullable=False, comment="86400 / cadence_s"),
+        Column("coverage", Double, nullable=False, comment="images_received / expected_images"),
+        Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        PrimaryKeyConstraint("day", "location_id", name="pk_capture_summary_daily"),
+        Index("ix_capture_summary_daily_location_day", "location_id", "day"),
+        **MYSQL_TABLE_OPTIONS,
+    )
 
 
-def _counts_table(name: str) -> Table:
+def _counts_table(metadata: MetaData, window: ReportingWindow) -> Table:
+    name = window.table
     return Table(
         name,
         metadata,
@@ -100,26 +96,47 @@ def _counts_table(name: str) -> Table:
     )
 
 
-counts_tables: dict[str, Table] = {window: _counts_table(table) for window, (table, _) in WINDOWS.items()}
+def _location_dimension_table(metadata: MetaData) -> Table:
+    return Table(
+        "dim_locations",
+        metadata,
+        Column("location_id", Integer, primary_key=True, autoincrement=False),
+        Column("address", exact_text(200), nullable=False),
+        Column("address_display", exact_text(200), nullable=False),
+        Column("city", exact_text(100), nullable=False),
+        Column("country", exact_text(100), nullable=False),
+        Column("timezone", String(64), nullable=False),
+        Column("first_captured_at", local_datetime(), nullable=True),
+        Column("last_captured_at", local_datetime(), nullable=True),
+        Column("last_ingested_at", timestamp_us(), nullable=True, comment="UTC"),
+        Column("images_total", Integer, nullable=False),
+        Column("images_distorted", Integer, nullable=False),
+        Column("is_active", Integer, nullable=False, comment="1 if an image arrived in the last TRAFFIC_ACTIVE_LOCATION_DAYS days"),
+        Column("refreshed_at", timestamp_us(), nullable=False, comment="UTC"),
+        **MYSQL_TABLE_OPTIONS,
+    )
 
-location_dimension = Table(
-    "dim_locations",
-    metadata,
-    Column("location_id", Integer, primary_key=True, autoincrement=False),
-    Column("address", exact_text(200), nullable=False),
-    Column("address_display", exact_text(200), nullable=False),
-    Column("city", exact_text(100), nullable=False),
-    Column("country", exact_text(100), nullable=False),
-    Column("timezone", String(64), nullable=False),
-    Column("first_captured_at", local_datetime(), nullable=True),
-    Column("last_captured_at", local_datetime(), nullable=True),
-    Column("last_ingested_at", timestamp_us(), nullable=True, comment="UTC"),
-    Column("images_total", Integer, nullable=False),
-    Column("images_distorted", Integer, nullable=False),
-    Column("is_active", Integer, nullable=False, comment="1 if an image arrived in the last TRAFFIC_ACTIVE_LOCATION_DAYS days"),
-    Column("refreshed_at", timestamp_us(), nullable=False, comment="UTC"),
-    **MYSQL_TABLE_OPTIONS,
-)
+
+def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
+    """The reporting tables: the capture summary, the location dimension and one counts table per window."""
+    metadata = MetaData()
+    _capture_summary_table(metadata)
+    _location_dimension_table(metadata)
+    for window in windows:
+        _counts_table(metadata, window)
+    return metadata
+
+
+metadata = build_metadata()
+capture_summary_daily = metadata.tables["capture_summary_daily"]
+location_dimension = metadata.tables["dim_locations"]
+# Window name -> its counts table, for the declared windows.
+counts_tables: dict[str, Table] = {window.name: metadata.tables[window.table] for window in WINDOWS}
+
+
+def _metadata_for(windows: Sequence[ReportingWindow]) -> MetaData:
+    return metadata if tuple(windows) == WINDOWS else build_metadata(windows)
+
 
 DDL_HEADER = (
     "-- MySQL / Aurora MySQL DDL of the reporting tables written by Dagster.\n"
@@ -129,16 +146,16 @@ DDL_HEADER = (
 )
 
 
-def ensure_reporting_tables(engine: Engine) -> None:
+def ensure_reporting_tables(engine: Engine, windows: Sequence[ReportingWindow] = WINDOWS) -> None:
     """Create the reporting tables that do not exist yet (never alters existing ones)."""
-    metadata.create_all(engine, checkfirst=True)
+    _metadata_for(windows).create_all(engine, checkfirst=True)
 
 
-def render_mysql_ddl() -> str:
-    """The MySQL DDL of :data:`metadata`, deterministic, with a header."""
+def render_mysql_ddl(windows: Sequence[ReportingWindow] = WINDOWS) -> str:
+    """The MySQL DDL of the reporting tables for ``windows``, deterministic, with a header."""
     dialect = mysql.dialect()
     parts = [DDL_HEADER]
-    for table in metadata.sorted_tables:
+    for table in _metadata_for(windows).sorted_tables:
         parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";\n")
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
