@@ -19,6 +19,7 @@ from .assets.views import reporting_views
 from .checks.ingest_health import ingest_health_checks
 from .checks.ingest_quality import ingest_quality_checks
 from .checks.reporting import reporting_checks
+from .dagster_previews import accepted_previews
 from .jobs import ingest_observation_job, reporting_daily_job, serving_job
 from .landing import landing_ingest_job
 from .partitions import daily_partitions
@@ -45,7 +46,10 @@ def build_definitions(settings: OrchestrationSettings | None = None,
         schedules=SCHEDULES,
         sensors=SENSORS,
     )
-    return dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))
+    definitions = dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))
+    with accepted_previews("sensor_owners"):  # Dagster warns while binding resources to the sensors' jobs
+        definitions.get_repository_def()  # resolved once here; Dagster and callers reuse the cached result
+    return definitions
 
 
 @dg.definitions

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from ..assets.ingest_tables import CAPTURES, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
+from ..dagster_previews import accepted_previews
 from ..partitions import partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
@@ -176,4 +177,5 @@ def captures_fresh_per_location(context: dg.AssetCheckExecutionContext, database
 
 def ingest_health_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The warning checks on ingest health; the per-day ones partitioned by ``partitions``."""
-    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location]
+    with accepted_previews("partitioned_checks"):
+        return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection
 from ...domain.classes import TRAFFIC_CLASSES
 from ..assets.ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
+from ..dagster_previews import accepted_previews
 from ..partitions import partition_bounds
 from ..resources import DatabaseResource
 
@@ -235,4 +236,5 @@ def _no_orphans(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition
 
 def ingest_quality_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The blocking checks on a partition's ingest data, partitioned by ``partitions``."""
-    return [_detection_row_checks(partitions), _counts_reconcile_with_detections(partitions), _no_orphans(partitions)]
+    with accepted_previews("partitioned_checks"):
+        return [_detection_row_checks(partitions), _counts_reconcile_with_detections(partitions), _no_orphans(partitions)]

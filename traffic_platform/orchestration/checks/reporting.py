@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
 from ..assets.reporting import COUNTS_KEYS, counts_key
+from ..dagster_previews import accepted_previews
 from ..partitions import partition_bounds, partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
@@ -191,7 +192,8 @@ def _daily_count_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksD
 def reporting_checks(partitions: dg.PartitionsDefinition,
                      windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetChecksDefinition]:
     """A blocking reconcile check per window, and the anomaly check on the daily totals (if "daily" is one)."""
-    checks = [_reconcile_check(window, partitions) for window in windows]
-    if any(window.name == "daily" for window in windows):
-        checks.append(_daily_count_anomaly(partitions))
+    with accepted_previews("partitioned_checks"):
+        checks = [_reconcile_check(window, partitions) for window in windows]
+        if any(window.name == "daily" for window in windows):
+            checks.append(_daily_count_anomaly(partitions))
     return checks
