@@ -7,6 +7,7 @@ from ..resources import DatabaseResource
 from ..sql.reporting_tables import ensure_reporting_tables
 from ..sql.transactions import write_transaction
 from ..sql.view_files import VIEWS, apply_views, load_views
+from ..windows import WINDOWS
 from .ingest_tables import LOCATIONS
 from .locations import LOCATION_DIMENSION, SERVING_GROUP
 from .reporting import CAPTURE_SUMMARY, COUNTS_KEYS
@@ -19,8 +20,8 @@ REPORTING_VIEWS = dg.AssetKey(["reporting", "views"])
     group_name=SERVING_GROUP,
     deps=[*COUNTS_KEYS.values(), CAPTURE_SUMMARY, LOCATION_DIMENSION, LOCATIONS],
     kinds={"sql"},
-    description="Creates or replaces the Power BI views (sql/views/*.sql, shipped in the package) "
-    "(v_traffic_counts_15min/hourly/daily, v_capture_summary_daily, v_locations).",
+    description="Creates or replaces the Power BI views (sql/views/*.sql, shipped in the package): "
+    f"{', '.join(window.view for window in WINDOWS)}, v_capture_summary_daily, v_locations.",
 )
 def reporting_views(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     views = load_views()
