@@ -123,18 +123,21 @@ WHERE c.status = 'accepted'
 def materialize(url: str, with_checks: bool) -> tuple[float, dict[str, float], dict[str, bool]]:
     import dagster as dg
 
-    from traffic_platform.orchestration.assets.reporting import COUNTS_ASSETS, capture_summary_daily
+    from traffic_platform.orchestration.assets.reporting import reporting_assets
     from traffic_platform.orchestration.checks.ingest_health import (
-        distorted_rate_anomaly,
-        no_duplicate_content,
+        captures_fresh_per_location,
+        ingest_health_checks,
     )
-    from traffic_platform.orchestration.checks.ingest_quality import INGEST_QUALITY_CHECKS
-    from traffic_platform.orchestration.checks.reporting import REPORTING_CHECKS
+    from traffic_platform.orchestration.checks.ingest_quality import ingest_quality_checks
+    from traffic_platform.orchestration.checks.reporting import reporting_checks
+    from traffic_platform.orchestration.partitions import daily_partitions
     from traffic_platform.orchestration.resources import DatabaseResource
 
-    checks = [*INGEST_QUALITY_CHECKS, *REPORTING_CHECKS, no_duplicate_content, distorted_rate_anomaly] if with_checks else []
+    partitions = daily_partitions()
+    health = [c for c in ingest_health_checks(partitions) if c is not captures_fresh_per_location]
+    checks = [*ingest_quality_checks(partitions), *reporting_checks(partitions), *health] if with_checks else []
     began = time.perf_counter()
-    result = dg.materialize([capture_summary_daily, *COUNTS_ASSETS.values(), *checks], partition_key=DAY,
+    result = dg.materialize([*reporting_assets(partitions), *checks], partition_key=DAY,
                             resources={"database": DatabaseResource(url=url)})
     total = time.perf_counter() - began
     steps = {}

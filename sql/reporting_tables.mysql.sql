@@ -1,7 +1,7 @@
 -- MySQL / Aurora MySQL DDL of the reporting tables written by Dagster.
--- Generated from traffic_platform/orchestration/sql/tables.py; do not edit.
+-- Generated from traffic_platform/orchestration/sql/reporting_tables.py; do not edit.
 -- The assets create these tables when absent (CREATE TABLE only if missing).
--- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql
+-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
 
 CREATE TABLE capture_summary_daily (
 	location_id INTEGER NOT NULL,

@@ -80,10 +80,10 @@ class Settings:
                 continue
             var = PREFIX + f.name.upper()
             if var in env and env[var] != "":
-                values[f.name] = _parse(var, env[var], _PARSERS.get(f.name, str))
+                values[f.name] = parse_value(var, env[var], _PARSERS.get(f.name, str))
         values["thresholds"] = _parse_thresholds(env)
         values["quality"] = _parse_quality(env)
-        values["timezones"] = _parse(PREFIX + "TIMEZONES", env.get(PREFIX + "TIMEZONES", ""), _mapping_of_zones)
+        values["timezones"] = parse_value(PREFIX + "TIMEZONES", env.get(PREFIX + "TIMEZONES", ""), _mapping_of_zones)
         settings = cls(**values)
         settings.validate()
         return settings
@@ -110,7 +110,8 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}DETECTOR_THREADS must be 0 (all cores) or positive.")
 
 
-def _parse(var: str, raw: str, parser: Callable[[str], Any]) -> Any:
+def parse_value(var: str, raw: str, parser: Callable[[str], Any]) -> Any:
+    """``parser(raw)``; a bad value raises :class:`ConfigurationError` naming ``var``."""
     try:
         return parser(raw)
     except (ValueError, TypeError) as exc:
@@ -133,7 +134,7 @@ def _score(raw: str) -> float:
     return value
 
 
-def _pairs(raw: str) -> list[tuple[str, str]]:
+def parse_pairs(raw: str) -> list[tuple[str, str]]:
     """``"a=1, b=2"`` (or ``;``-separated) -> ``[("a", "1"), ("b", "2")]``."""
     out = []
     for item in raw.replace(";", ",").split(","):
@@ -147,19 +148,19 @@ def _pairs(raw: str) -> list[tuple[str, str]]:
 
 
 def _mapping_of_zones(raw: str) -> dict[str, str]:
-    return {key: validate_zone(zone) for key, zone in _pairs(raw)}
+    return {key: validate_zone(zone) for key, zone in parse_pairs(raw)}
 
 
 def _parse_thresholds(env: Mapping[str, str]) -> ClassThresholds:
     from .domain.classes import TRAFFIC_CLASSES
 
-    default = _parse(PREFIX + "SCORE_THRESHOLD", env.get(PREFIX + "SCORE_THRESHOLD", "0.5"), _score)
+    default = parse_value(PREFIX + "SCORE_THRESHOLD", env.get(PREFIX + "SCORE_THRESHOLD", "0.5"), _score)
     per_class: dict[str, float] = {}
     var = PREFIX + "CLASS_THRESHOLDS"
-    for cls_name, value in _parse(var, env.get(var, ""), _pairs):
+    for cls_name, value in parse_value(var, env.get(var, ""), parse_pairs):
         if cls_name not in TRAFFIC_CLASSES:
             raise ConfigurationError(f"{var}: {cls_name!r} is not one of {', '.join(TRAFFIC_CLASSES)}.", details={"variable": var})
-        per_class[cls_name] = _parse(var, value, _score)
+        per_class[cls_name] = parse_value(var, value, _score)
     return ClassThresholds(default=default, per_class=per_class)
 
 
@@ -168,7 +169,7 @@ def _parse_quality(env: Mapping[str, str]) -> QualityThresholds:
     for f in fields(QualityThresholds):
         var = f"{PREFIX}QUALITY_{f.name.upper()}"
         if env.get(var):
-            values[f.name] = _parse(var, env[var], int if f.type in ("int", int) else float)
+            values[f.name] = parse_value(var, env[var], int if f.type in ("int", int) else float)
     return QualityThresholds(**values)
 
 

@@ -33,6 +33,8 @@ LOCATIONS = [
 ]
 START = datetime(2022, 10, 12, 7, 0, 0)
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the runs' events stay in the UI
+# The demo's own Dagster instance: no usage statistics, so no telemetry banner in our output.
+DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
 
 def say(message: str) -> None:
@@ -124,11 +126,14 @@ def materialise_days(settings: Settings, days: list[str]) -> bool:
     (``DAGSTER_HOME``, default ``<home>/dagster``) so the runs show in the UI afterwards."""
     home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.home / "dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
+    config = home / "dagster.yaml"
+    if not config.exists() or not config.read_text(encoding="utf-8").strip():  # never rewrite someone's own instance config
+        config.write_text(DAGSTER_YAML, encoding="utf-8")
     from dagster import DagsterInstance
 
-    from .orchestration.definitions import defs
+    from .orchestration.definitions import defs as load_definitions
 
+    defs = load_definitions()  # reads the TRAFFIC_* settings now, as Dagster does when it loads the code location
     ok = True
     with DagsterInstance.get() as instance:
         for day in days:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from sqlalchemy import create_engine, text
@@ -30,3 +33,25 @@ def test_demo_runs_end_to_end_on_generated_images(tmp_path, monkeypatch, tiny_de
     assert days == 2 and per_class > 0 and per_class % 6 == 0
     engine.dispose()
     assert any((tmp_path / "dagster").iterdir())  # the runs are kept for the UI
+
+
+def test_demo_output_is_ours_alone(tmp_path, tiny_detr_dir):
+    """Run as a newcomer does (a fresh interpreter, the default Dagster home): no Dagster
+    telemetry banner and no Beta/Preview warnings between our progress bar and summary."""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAFFIC_", "PYTHON", "DAGSTER_"))}
+    env.update(
+        PYTHONPATH=str(root),
+        TRAFFIC_HOME=str(tmp_path / "home"),
+        TRAFFIC_SHARED_DIR=str(tmp_path / "no-shared"),  # generated street scenes
+        TRAFFIC_DETECTOR=f"local:{tiny_detr_dir}",
+        TRAFFIC_DETECTOR_RUNTIME="torch",
+    )
+    proc = subprocess.run([sys.executable, "-m", "traffic_platform.cli", "demo", "--count", "9"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "reporting partition 2022-10-12: success" in output and "v_traffic_counts_hourly" in output
+    assert "Telemetry" not in output and "Welcome to Dagster" not in output, output
+    assert [line for line in output.splitlines() if "Warning" in line] == [], output
+    assert "enabled: false" in (tmp_path / "home" / "dagster" / "dagster.yaml").read_text()

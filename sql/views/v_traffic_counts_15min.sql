@@ -1,3 +1,5 @@
+-- Generated from traffic_platform/orchestration/sql/templates/v_traffic_counts.sql.template; do not edit.
+-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.view_files
 -- Power BI contract: traffic counts per location, 15min window (local time), traffic class and model version.
 -- One row per class for every window with at least one image (zero-filled).
 CREATE OR REPLACE VIEW v_traffic_counts_15min AS

@@ -1,41 +1,58 @@
 """The Dagster code location: merges the areas, nothing else.
 
 Load with ``dagster dev -w workspace.yaml`` (or ``-m traffic_platform.orchestration.definitions``).
+:func:`defs` is what Dagster loads: it reads the ``TRAFFIC_*`` settings (the partitions'
+start) when the code location is loaded, so importing this module reads no environment.
+:func:`build_definitions` builds the same definitions from given settings and windows.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import dagster as dg
 
 from .assets.ingest_tables import ingest_tables
 from .assets.locations import dim_locations
-from .assets.reporting import (
-    capture_summary_daily,
-    traffic_counts_15min,
-    traffic_counts_daily,
-    traffic_counts_hourly,
-)
+from .assets.reporting import reporting_assets
 from .assets.views import reporting_views
-from .checks.ingest_health import INGEST_HEALTH_CHECKS
-from .checks.ingest_quality import INGEST_QUALITY_CHECKS
-from .checks.reporting import REPORTING_CHECKS
+from .checks.ingest_health import ingest_health_checks
+from .checks.ingest_quality import ingest_quality_checks
+from .checks.reporting import reporting_checks
+from .dagster_previews import accepted_previews
 from .jobs import ingest_observation_job, reporting_daily_job, serving_job
 from .landing import landing_ingest_job
+from .partitions import daily_partitions
 from .redetect import redetect_job
 from .resources import default_resources
 from .schedules import SCHEDULES
 from .sensors import SENSORS
+from .settings import OrchestrationSettings
+from .windows import WINDOWS, ReportingWindow
 
-ingest = dg.Definitions(assets=[ingest_tables], asset_checks=INGEST_HEALTH_CHECKS)
-reporting = dg.Definitions(
-    assets=[capture_summary_daily, traffic_counts_15min, traffic_counts_hourly, traffic_counts_daily],
-    asset_checks=[*INGEST_QUALITY_CHECKS, *REPORTING_CHECKS],
-)
-serving = dg.Definitions(assets=[dim_locations, reporting_views])
-automation = dg.Definitions(
-    jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
-    schedules=SCHEDULES,
-    sensors=SENSORS,
-)
 
-defs = dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))
+def build_definitions(settings: OrchestrationSettings | None = None,
+                      windows: Sequence[ReportingWindow] = WINDOWS) -> dg.Definitions:
+    """The code location for ``settings`` (default: the defaults, no environment read) and ``windows``."""
+    partitions = daily_partitions((settings or OrchestrationSettings()).partitions_start)
+    ingest = dg.Definitions(assets=[ingest_tables], asset_checks=ingest_health_checks(partitions))
+    reporting = dg.Definitions(
+        assets=reporting_assets(partitions, windows),
+        asset_checks=[*ingest_quality_checks(partitions), *reporting_checks(partitions, windows)],
+    )
+    serving = dg.Definitions(assets=[dim_locations, reporting_views])
+    automation = dg.Definitions(
+        jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
+        schedules=SCHEDULES,
+        sensors=SENSORS,
+    )
+    definitions = dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))
+    with accepted_previews("sensor_owners"):  # Dagster warns while binding resources to the sensors' jobs
+        definitions.get_repository_def()  # resolved once here; Dagster and callers reuse the cached result
+    return definitions
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location ``workspace.yaml`` names, with the settings read when Dagster loads it."""
+    return build_definitions(OrchestrationSettings.from_env())

@@ -9,6 +9,7 @@ import dagster as dg
 from .assets.ingest_tables import INGEST_GROUP
 from .assets.locations import SERVING_GROUP
 from .assets.reporting import REPORTING_GROUP, TAG_MODEL_NAME, TAG_MODEL_VERSION
+from .dagster_previews import accepted_previews
 from .sql.aggregation import ModelKey
 
 # The daily-partitioned reporting assets (capture summary + the three counts tables) with
@@ -27,11 +28,12 @@ serving_job = dg.define_asset_job(
 )
 
 # Observe the ingest tables (row counts, newest writes) and run the freshness check.
-ingest_observation_job = dg.define_asset_job(
-    "ingest_observation_job",
-    selection=dg.AssetSelection.groups(INGEST_GROUP, include_sources=True),
-    description="Observe the ingest tables and check every active location is still sending images.",
-)
+with accepted_previews("include_sources"):
+    ingest_observation_job = dg.define_asset_job(
+        "ingest_observation_job",
+        selection=dg.AssetSelection.groups(INGEST_GROUP, include_sources=True),
+        description="Observe the ingest tables and check every active location is still sending images.",
+    )
 
 
 def model_tags(model: ModelKey | None) -> Mapping[str, str]:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import dagster as dg
 
 from .jobs import ingest_observation_job, reporting_daily_job, reporting_run_request, serving_job
-from .partitions import daily_partitions, in_partitions, partition_key_for
+from .partitions import configured_start, in_partitions, partition_key_for
 
 TAG_TRIGGER = "traffic/trigger"
 
@@ -15,35 +15,32 @@ TAG_TRIGGER = "traffic/trigger"
 def _request_day(context: dg.ScheduleEvaluationContext, days_back: int, trigger: str) -> dg.RunRequest | dg.SkipReason:
     day = context.scheduled_execution_time.date() - timedelta(days=days_back)
     key = partition_key_for(day)
-    if not in_partitions(day, context.scheduled_execution_time.date()):
-        return dg.SkipReason(f"partition {key} is outside the partitions (starts {daily_partitions.start:%Y-%m-%d}).")
+    start = configured_start()
+    if not in_partitions(day, context.scheduled_execution_time.date(), start):
+        return dg.SkipReason(f"partition {key} is outside the partitions (starts {start:%Y-%m-%d}).")
     return reporting_run_request(key, tags={TAG_TRIGGER: trigger})
 
 
-@dg.schedule(
-    name="reporting_current_day_every_15_min",
-    cron_schedule="*/15 * * * *",
-    execution_timezone="UTC",
-    job=reporting_daily_job,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Rebuild today's partition (UTC date) every 15 minutes so counts are at most ~15 min behind.",
+def _reporting_day_schedule(name: str, cron: str, days_back: int, trigger: str, description: str) -> dg.ScheduleDefinition:
+    """Rebuild the partition ``days_back`` days before the tick's UTC date, on ``cron`` (UTC)."""
+
+    @dg.schedule(name=name, cron_schedule=cron, execution_timezone="UTC", job=reporting_daily_job,
+                 default_status=dg.DefaultScheduleStatus.STOPPED, description=description)
+    def _schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+        return _request_day(context, days_back, trigger)
+
+    return _schedule
+
+
+reporting_current_day = _reporting_day_schedule(
+    "reporting_current_day_every_15_min", "*/15 * * * *", 0, "current_day",
+    "Rebuild today's partition (UTC date) every 15 minutes so counts are at most ~15 min behind.",
 )
-def reporting_current_day(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    return _request_day(context, 0, "current_day")
-
-
-@dg.schedule(
-    name="reporting_nightly_finalisation",
-    cron_schedule="30 3 * * *",
-    execution_timezone="UTC",
-    job=reporting_daily_job,
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="At 03:30 UTC rebuild yesterday's partition with everything that arrived by then (European "
+reporting_nightly = _reporting_day_schedule(
+    "reporting_nightly_finalisation", "30 3 * * *", 1, "nightly",
+    "At 03:30 UTC rebuild yesterday's partition with everything that arrived by then (European "
     "and Asian local days are over). Later arrivals are picked up by the late-captures sensor.",
 )
-def reporting_nightly(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
-    return _request_day(context, 1, "nightly")
-
 
 ingest_observation_schedule = dg.ScheduleDefinition(
     name="ingest_observation_every_15_min",

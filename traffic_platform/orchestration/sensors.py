@@ -24,7 +24,7 @@ from sqlalchemy import DateTime, bindparam, text
 
 from .jobs import reporting_daily_job, reporting_run_request
 from .landing import landing_ingest_job, landing_requests
-from .partitions import in_partitions, partition_key_for
+from .partitions import configured_start, in_partitions, partition_key_for
 from .redetect import TAG_REDETECT_DAYS, decode_days, redetect_job
 from .resources import DatabaseResource, ObjectStoreResource
 from .schedules import TAG_TRIGGER
@@ -67,8 +67,9 @@ def late_capture_requests(database: DatabaseResource, cursor: str | None, today:
     for _, _, captured_at in rows:
         days[captured_at.date()] = days.get(captured_at.date(), 0) + 1
     new_cursor = _encode(rows[-1][1], rows[-1][0])
-    late = sorted(d for d in days if in_partitions(d, today) and d < today)
-    skipped = sorted(d.isoformat() for d in days if not in_partitions(d, today))
+    start = configured_start()
+    late = sorted(d for d in days if in_partitions(d, today, start) and d < today)
+    skipped = sorted(d.isoformat() for d in days if not in_partitions(d, today, start))
     requests = [
         reporting_run_request(partition_key_for(d), run_key=f"late:{partition_key_for(d)}:{new_cursor}",
                               tags={TAG_TRIGGER: "late_captures"})
@@ -121,12 +122,12 @@ def redetect_reporting_requests(run_id: str, tags: Mapping[str, str], today: dat
     name, version = tags.get(TAG_MODEL_NAME), tags.get(TAG_MODEL_VERSION)
     if not (name and version):
         return []
-    model = ModelKey(name, version)
+    model, start = ModelKey(name, version), configured_start()
     return [
         reporting_run_request(partition_key_for(day), model, run_key=f"redetect:{run_id}:{partition_key_for(day)}",
                               tags={TAG_TRIGGER: "redetect", TAG_REDETECT_RUN: run_id})
         for day in decode_days(tags.get(TAG_REDETECT_DAYS, ""))
-        if in_partitions(day, today)
+        if in_partitions(day, today, start)
     ]
 
 

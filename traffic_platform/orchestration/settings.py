@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 
-from ..config import PREFIX, Settings, _pairs, _parse
+from ..config import PREFIX, Settings, parse_pairs, parse_value
 from ..domain.errors import ConfigurationError
 
 DEFAULT_PARTITIONS_START = date(2022, 1, 1)  # oldest images of the source system (2022)
@@ -43,7 +43,7 @@ def _cadences(raw: str) -> dict[str, float]:
     if "=" not in raw:
         return {"*": _positive(raw)}
     out: dict[str, float] = {}
-    for key, value in _pairs(raw):
+    for key, value in parse_pairs(raw):
         if key != "*" and not 2 <= len(key.split("/")) <= 3:
             raise ValueError(f"location key {key!r} must be '*', 'City/Country' or 'address/City/Country'")
         out[key] = _positive(value)
@@ -90,7 +90,7 @@ class OrchestrationSettings:
         for name, parser in parsers.items():
             var = PREFIX + name.upper()
             if env.get(var, "") != "":
-                values[name] = _parse(var, env[var], parser)
+                values[name] = parse_value(var, env[var], parser)
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.anomaly_min_history_days > settings.anomaly_history_days:
             raise ConfigurationError(

@@ -8,17 +8,20 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from traffic_platform.orchestration.assets.reporting import COUNTS_ASSETS, capture_summary_daily
+from traffic_platform.orchestration.assets.reporting import reporting_assets
 from traffic_platform.orchestration.checks.ingest_health import (
-    distorted_rate_anomaly,
-    no_duplicate_content,
+    captures_fresh_per_location,
+    ingest_health_checks,
 )
-from traffic_platform.orchestration.checks.ingest_quality import INGEST_QUALITY_CHECKS
-from traffic_platform.orchestration.checks.reporting import REPORTING_CHECKS
+from traffic_platform.orchestration.checks.ingest_quality import ingest_quality_checks
+from traffic_platform.orchestration.checks.reporting import reporting_checks
+from traffic_platform.orchestration.partitions import daily_partitions
 from traffic_platform.orchestration.resources import DatabaseResource
 
-REPORTING_ASSETS = [capture_summary_daily, *COUNTS_ASSETS.values()]
-ALL_PARTITION_CHECKS = [*INGEST_QUALITY_CHECKS, *REPORTING_CHECKS, no_duplicate_content, distorted_rate_anomaly]
+PARTITIONS = daily_partitions()  # the default start, 2022-01-01
+REPORTING_ASSETS = reporting_assets(PARTITIONS)
+ALL_PARTITION_CHECKS = [*ingest_quality_checks(PARTITIONS), *reporting_checks(PARTITIONS),
+                        *(c for c in ingest_health_checks(PARTITIONS) if c is not captures_fresh_per_location)]
 
 
 @pytest.fixture(autouse=True)

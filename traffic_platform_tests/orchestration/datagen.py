@@ -19,6 +19,7 @@ from traffic_platform.domain.classes import TRAFFIC_CLASSES, TrafficClass
 from traffic_platform.domain.detections import Detection
 from traffic_platform.domain.metadata import format_file_name, parse_file_name
 from traffic_platform.domain.timezones import local_to_utc, resolve_timezone
+from traffic_platform.orchestration.windows import ReportingWindow, window_named
 from traffic_platform.storage.repository import Repository
 
 WIDTH, HEIGHT = 1280, 720
@@ -153,15 +154,16 @@ def _save(repo: Repository, data: Dataset, record: CaptureRecord, found: list[De
 
 # -- brute force ----------------------------------------------------------------------
 
-WINDOW_SECONDS = {"15min": 900, "hourly": 3600, "daily": 86400}
+def as_window(window: str | ReportingWindow) -> ReportingWindow:
+    """A declared window by name, or the window itself (e.g. one a test declares)."""
+    return window if isinstance(window, ReportingWindow) else window_named(window)
 
 
-def window_start(local: datetime, window: str) -> datetime:
-    if window == "15min":
-        return local.replace(minute=local.minute - local.minute % 15, second=0, microsecond=0)
-    if window == "hourly":
-        return local.replace(minute=0, second=0, microsecond=0)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+def window_start(local: datetime, window: str | ReportingWindow) -> datetime:
+    """Local midnight plus the whole windows elapsed since it (windows divide a day)."""
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = int((local - midnight).total_seconds())
+    return midnight + timedelta(seconds=elapsed - elapsed % as_window(window).seconds)
 
 
 def partition_records(data: Dataset, day: str) -> list[CaptureRecord]:
@@ -198,7 +200,7 @@ def reported_models(data: Dataset, day: str) -> list[tuple[str, str]]:
     return [(latest.model_name, latest.model_version)]
 
 
-def expected_counts(data: Dataset, day: str, window: str, models: list[tuple[str, str]], cadences: dict[int, tuple[float | None, float, str]]) -> dict[tuple, dict[str, Any]]:
+def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, models: list[tuple[str, str]], cadences: dict[int, tuple[float | None, float, str]]) -> dict[tuple, dict[str, Any]]:
     """(location_id, window_start, class, model_name, model_version) -> figures, recomputed in Python."""
     windows: dict[tuple[int, datetime], list[CaptureRecord]] = defaultdict(list)
     for r in partition_records(data, day):
@@ -206,7 +208,7 @@ def expected_counts(data: Dataset, day: str, window: str, models: list[tuple[str
     out = {}
     for (loc_id, start), records in windows.items():
         cadence = cadences[loc_id][1]
-        expected = WINDOW_SECONDS[window] / cadence
+        expected = as_window(window).seconds / cadence
         for model in models:
             processed = [data.detections[r.capture_id][model] for r in records if r.status == "accepted" and model in data.detections[r.capture_id]]
             for cls in TRAFFIC_CLASSES:

@@ -16,8 +16,8 @@ from traffic_platform.orchestration.resources import DatabaseResource
 from traffic_platform.orchestration.schedules import reporting_current_day, reporting_nightly
 from traffic_platform.orchestration.sensors import late_capture_requests, late_captures_sensor
 from traffic_platform.orchestration.sql.aggregation import ModelKey
-from traffic_platform.orchestration.sql.tables import location_dimension
-from traffic_platform.orchestration.sql.views import load_views
+from traffic_platform.orchestration.sql.reporting_tables import location_dimension
+from traffic_platform.orchestration.sql.view_files import load_views
 
 from . import datagen
 from .datagen import DAY

@@ -19,11 +19,12 @@ from traffic_platform.orchestration.checks.reporting import (
 )
 from traffic_platform.orchestration.checks.stats import robust_z
 from traffic_platform.orchestration.settings import OrchestrationSettings
-from traffic_platform.orchestration.sql.tables import (
+from traffic_platform.orchestration.sql.reporting_tables import (
     capture_summary_daily,
     counts_tables,
     ensure_reporting_tables,
 )
+from traffic_platform.orchestration.windows import window_named
 
 from . import datagen
 from .corrupt import execute_unchecked
@@ -130,24 +131,24 @@ def test_reconcile_check_catches_a_wrong_published_count(window, repo, engine, m
     datagen.generate(repo, small=True, redetect=False)
     materialize_day(DAY)
     with engine.connect() as conn:
-        assert check_counts_reconcile(conn, window, DAY).passed
+        assert check_counts_reconcile(conn, window_named(window), DAY).passed
     table = counts_tables[window].name
     with engine.begin() as conn:
         row = conn.execute(text(f"SELECT location_id, window_start FROM {table} WHERE traffic_class = 'car' ORDER BY window_start LIMIT 1")).one()
         conn.execute(text(f"UPDATE {table} SET total_count = total_count + 3 WHERE traffic_class = 'car' AND location_id = :l AND window_start = :w"),
                      {"l": row[0], "w": row[1]})
     with engine.connect() as conn:
-        result = check_counts_reconcile(conn, window, DAY)
+        result = check_counts_reconcile(conn, window_named(window), DAY)
     assert not result.passed and result.metadata["mismatches"].value == 1
     with engine.begin() as conn:  # a missing class row
         conn.execute(text(f"DELETE FROM {table} WHERE traffic_class = 'bus' AND location_id = :l AND window_start = :w"), {"l": row[0], "w": row[1]})
     with engine.connect() as conn:
-        result = check_counts_reconcile(conn, window, DAY)
+        result = check_counts_reconcile(conn, window_named(window), DAY)
     assert not result.passed and result.metadata["windows_without_six_classes"].value == 1
     with engine.begin() as conn:  # the whole day gone
         conn.execute(text(f"DELETE FROM {table}"))
     with engine.connect() as conn:
-        assert not check_counts_reconcile(conn, window, DAY).passed
+        assert not check_counts_reconcile(conn, window_named(window), DAY).passed
 
 
 # -- anomalies --------------------------------------------------------------------------
@@ -243,9 +244,10 @@ def test_freshness_per_active_location(repo, engine, make_record):
 
 
 def test_observation_job_observes_tables_and_runs_freshness(repo, db_url, make_record):
-    from traffic_platform.orchestration.definitions import defs
+    from traffic_platform.orchestration.definitions import defs as load_definitions
     from traffic_platform.orchestration.resources import DatabaseResource
 
+    defs = load_definitions()  # the code location as Dagster loads it (settings read now)
     repo.save_capture(make_record(ingested_at=datetime.now() - timedelta(days=1)))
     job = defs.resolve_job_def("ingest_observation_job")
     with dg.instance_for_test() as instance:

@@ -38,8 +38,9 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_definitions_load():
-    from traffic_platform.orchestration.definitions import defs
+    from traffic_platform.orchestration.definitions import defs as load_definitions
 
+    defs = load_definitions()  # what workspace.yaml loads: a @dg.definitions function
     dg.Definitions.validate_loadable(defs)
     graph = defs.resolve_asset_graph()
     assert {tuple(k.path) for k in graph.get_all_asset_keys()} == EXPECTED_ASSETS
@@ -123,3 +124,55 @@ def test_web_ui_serves_assets_checks_schedules_and_sensors(tmp_path):
             proc.wait(timeout=10)
         log.close()
     assert proc.returncode is not None
+
+
+_IMPORT_PROBE = """
+import importlib, pkgutil
+import traffic_platform.config as config
+import traffic_platform.orchestration.settings as settings
+
+calls = []
+for owner in (config.Settings, settings.OrchestrationSettings):
+    def spy(cls, environ=None, _original=owner.from_env.__func__):
+        calls.append(cls.__name__)
+        return _original(cls, environ)
+    owner.from_env = classmethod(spy)
+
+import traffic_platform.orchestration as package
+modules = [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+for name in [*modules, "traffic_platform.demo"]:
+    importlib.import_module(name)
+print(len(modules), "modules imported; settings read:", calls)
+from traffic_platform.domain.errors import ConfigurationError
+from traffic_platform.orchestration.definitions import defs
+try:
+    defs()
+except ConfigurationError as exc:
+    print("on load:", exc)
+"""
+
+
+def test_importing_reads_no_settings_loading_the_code_location_does(tmp_path):
+    env = {**_env(tmp_path), "TRAFFIC_PARTITIONS_START": "not-a-date"}
+    proc = subprocess.run([sys.executable, "-c", _IMPORT_PROBE], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr  # before: ConfigurationError while importing partitions.py
+    imported, loaded = proc.stdout.strip().splitlines()
+    assert imported.endswith("modules imported; settings read: []") and int(imported.split()[0]) > 20
+    assert loaded.startswith("on load: TRAFFIC_PARTITIONS_START='not-a-date' is invalid")
+
+
+def test_the_partitions_start_comes_from_the_settings_when_loaded(monkeypatch):
+    from datetime import date
+
+    from traffic_platform.orchestration.assets.reporting import CAPTURE_SUMMARY
+    from traffic_platform.orchestration.definitions import build_definitions, defs
+    from traffic_platform.orchestration.settings import OrchestrationSettings
+
+    def first_partition(definitions: dg.Definitions) -> str:
+        asset = next(a for a in definitions.assets if isinstance(a, dg.AssetsDefinition) and CAPTURE_SUMMARY in a.keys)
+        return asset.partitions_def.get_first_partition_key()
+
+    assert first_partition(build_definitions()) == "2022-01-01"
+    assert first_partition(build_definitions(OrchestrationSettings(partitions_start=date(2023, 5, 1)))) == "2023-05-01"
+    monkeypatch.setenv("TRAFFIC_PARTITIONS_START", "2022-10-01")
+    assert first_partition(defs()) == "2022-10-01"

@@ -27,7 +27,7 @@ from traffic_platform.orchestration.resources import (
     ObjectStoreResource,
 )
 from traffic_platform.orchestration.sensors import redetect_reporting_sensor
-from traffic_platform.orchestration.sql.tables import counts_tables
+from traffic_platform.orchestration.sql.reporting_tables import counts_tables
 from traffic_platform.storage.tables import capture_counts, captures, detections
 
 from .. import images
@@ -91,9 +91,10 @@ def stored_counts(engine) -> dict[tuple[str, str, str], dict[str, int]]:
 
 def reporting_job(db_url: str):
     """reporting_daily_job resolved with the real assets and checks, on the test database."""
+    code_location = definitions.build_definitions()
     defs = dg.Definitions(
-        assets=[*definitions.ingest.assets, *definitions.reporting.assets],
-        asset_checks=[*definitions.ingest.asset_checks, *definitions.reporting.asset_checks],
+        assets=list(code_location.assets or []),
+        asset_checks=list(code_location.asset_checks or []),
         jobs=[reporting_daily_job],
         resources={"database": DatabaseResource(url=db_url)},
     )

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from traffic_platform.orchestration.assets.reporting import TAG_MODEL_NAME, TAG_MODEL_VERSION
-from traffic_platform.orchestration.sql.tables import capture_summary_daily, counts_tables
+from traffic_platform.orchestration.sql.reporting_tables import capture_summary_daily, counts_tables
 
 from . import datagen
 from .datagen import DAY, DST_DAY, INGEST_V1, INGEST_V2, REDETECT_V3
@@ -168,11 +168,12 @@ def test_window_bucketing_matches_python(engine, window):
     from sqlalchemy import DateTime, bindparam, text
 
     from traffic_platform.orchestration.sql.dialects import dialect_of, window_start
+    from traffic_platform.orchestration.windows import window_named
 
     times = [datetime(2022, 10, 12, 0, 0, 0), datetime(2022, 10, 12, 9, 14, 59), datetime(2022, 10, 12, 9, 15, 0),
              datetime(2022, 10, 12, 23, 59, 59), datetime(2024, 2, 29, 13, 44, 1)]
     with engine.connect() as conn:
-        expr = window_start(dialect_of(conn), window, ":t")
+        expr = window_start(dialect_of(conn), window_named(window).seconds, ":t")
         for t in times:
             got = conn.execute(text(f"SELECT {expr}").bindparams(bindparam("t", t, type_=DateTime)).columns()).scalar()
             assert str(got)[:19] == datagen.window_start(t, window).isoformat(sep=" "), (t, got)

@@ -7,20 +7,27 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from traffic_platform.orchestration.sql.tables import (
+from traffic_platform.orchestration.sql.reporting_tables import (
     ensure_reporting_tables,
     metadata,
     render_mysql_ddl,
 )
-from traffic_platform.orchestration.sql.views import VIEWS_DIR, load_views
+from traffic_platform.orchestration.sql.view_files import (
+    GENERATED_HEADER,
+    VIEWS,
+    load_views,
+    render_counts_views,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_VIEWS = ROOT / "traffic_platform" / "orchestration" / "sql" / "views"
+REGENERATE_VIEWS = "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.view_files"
 
 
 def test_reporting_ddl_file_matches_the_metadata():
     path = ROOT / "sql" / "reporting_tables.mysql.sql"
     assert path.read_text(encoding="utf-8") == render_mysql_ddl(), (
-        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.tables > sql/reporting_tables.mysql.sql"
+        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql"
     )
 
 
@@ -34,7 +41,7 @@ def test_tables_are_created_once_and_match(engine):
 
 def test_view_files():
     views = load_views()
-    assert VIEWS_DIR == ROOT / "sql" / "views"
+    assert Path(str(VIEWS)) == PACKAGE_VIEWS  # package data, found through importlib.resources
     assert {v.name for v in views} >= {"v_traffic_counts_15min", "v_traffic_counts_hourly", "v_traffic_counts_daily",
                                        "v_capture_summary_daily", "v_locations"}
 
@@ -46,3 +53,17 @@ def test_bad_view_file_is_refused(tmp_path):
     (tmp_path / "v_x.sql").write_text("CREATE OR REPLACE VIEW v_x AS SELECT 1; DROP TABLE captures;")
     with pytest.raises(ValueError, match="one statement"):
         load_views(tmp_path)
+
+
+def test_per_window_view_files_are_the_rendered_template():
+    rendered = render_counts_views()
+    generated = {p.name: p.read_text(encoding="utf-8") for p in PACKAGE_VIEWS.glob("*.sql")
+                 if p.read_text(encoding="utf-8").startswith(GENERATED_HEADER)}
+    assert generated == rendered, REGENERATE_VIEWS
+    assert set(rendered) == {"v_traffic_counts_15min.sql", "v_traffic_counts_hourly.sql", "v_traffic_counts_daily.sql"}
+
+
+def test_root_sql_views_is_an_exact_copy_of_the_package_views():
+    package = {p.name: p.read_bytes() for p in PACKAGE_VIEWS.glob("*.sql")}
+    copy = {p.name: p.read_bytes() for p in (ROOT / "sql" / "views").glob("*.sql")}
+    assert copy == package, REGENERATE_VIEWS

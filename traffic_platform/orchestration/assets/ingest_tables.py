@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import dagster as dg
 from sqlalchemy import text
 
+from ..dagster_previews import accepted_previews
 from ..resources import DatabaseResource
 
 INGEST_GROUP = "ingest"
@@ -58,19 +59,20 @@ def _spec(key: dg.AssetKey) -> dg.AssetSpec:
     )
 
 
-@dg.multi_observable_source_asset(
-    specs=[_spec(key) for key in INGEST_TABLE_KEYS],
-    can_subset=True,
-    description="Observe the ingest tables: row count and newest write as the data version.",
-)
-def ingest_tables(context: dg.AssetExecutionContext, database: DatabaseResource) -> Iterator[dg.ObserveResult]:
-    with database.get_engine().connect() as conn:
-        for key in context.selected_asset_keys:
-            table, _, query = _TABLES[key]
-            rows, newest = conn.execute(text(query)).one()
-            newest_text = "" if newest is None else str(newest)
-            yield dg.ObserveResult(
-                asset_key=key,
-                data_version=dg.DataVersion(f"{int(rows)}:{newest_text}"),
-                metadata={"rows": dg.MetadataValue.int(int(rows)), "newest": dg.MetadataValue.text(newest_text or "none")},
-            )
+with accepted_previews("multi_observable_source_asset"):
+    @dg.multi_observable_source_asset(
+        specs=[_spec(key) for key in INGEST_TABLE_KEYS],
+        can_subset=True,
+        description="Observe the ingest tables: row count and newest write as the data version.",
+    )
+    def ingest_tables(context: dg.AssetExecutionContext, database: DatabaseResource) -> Iterator[dg.ObserveResult]:
+        with database.get_engine().connect() as conn:
+            for key in context.selected_asset_keys:
+                table, _, query = _TABLES[key]
+                rows, newest = conn.execute(text(query)).one()
+                newest_text = "" if newest is None else str(newest)
+                yield dg.ObserveResult(
+                    asset_key=key,
+                    data_version=dg.DataVersion(f"{int(rows)}:{newest_text}"),
+                    metadata={"rows": dg.MetadataValue.int(int(rows)), "newest": dg.MetadataValue.text(newest_text or "none")},
+                )

@@ -9,7 +9,7 @@ from sqlalchemy import DateTime, bindparam, func, select, text
 
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
-from ..sql.tables import ensure_reporting_tables, location_dimension
+from ..sql.reporting_tables import ensure_reporting_tables, location_dimension
 from ..sql.transactions import write_transaction
 from .ingest_tables import CAPTURES, LOCATIONS
 

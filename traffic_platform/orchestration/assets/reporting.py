@@ -1,29 +1,41 @@
 """Daily-partitioned reporting tables, filled in the database (see ``sql/aggregation.py``).
 
 ``capture_summary_daily`` (images per location-day and the cadence used for expected
-images) is upstream of the three ``traffic_counts_*`` tables; the blocking data-quality
-checks on the ingest data sit on it, so wrong detections stop the counts from being
-published.
+images) is upstream of the ``traffic_counts_<window>`` tables, one per reporting window
+(:data:`traffic_platform.orchestration.windows.WINDOWS`); the blocking data-quality checks on the ingest data sit on
+it, so wrong detections stop the counts from being published.
+
+The assets are built by :func:`reporting_assets` for a partitions definition (its start
+date is a setting, read when the code location loads, not at import).
 """
 
 
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import dagster as dg
 from sqlalchemy import text
 
-from ..partitions import daily_partitions, partition_bounds
+from ..partitions import partition_bounds
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from ..sql.aggregation import ModelKey, replace_capture_summary, replace_counts, reported_models
-from ..sql.tables import WINDOWS, ensure_reporting_tables
+from ..sql.reporting_tables import ensure_reporting_tables
 from ..sql.transactions import write_transaction
+from ..windows import WINDOWS, ReportingWindow
 from .ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 
 REPORTING_GROUP = "reporting"
 CAPTURE_SUMMARY = dg.AssetKey(["reporting", "capture_summary_daily"])
-COUNTS_KEYS: dict[str, dg.AssetKey] = {window: dg.AssetKey(["reporting", table]) for window, (table, _) in WINDOWS.items()}
+
+
+def counts_key(window: ReportingWindow) -> dg.AssetKey:
+    return dg.AssetKey(["reporting", window.table])
+
+
+# Window name -> asset key, for the declared windows.
+COUNTS_KEYS: dict[str, dg.AssetKey] = {window.name: counts_key(window) for window in WINDOWS}
 
 # Run tags that choose the model version to report (e.g. set by the re-detection job or a
 # backfill launched from the UI); both or neither.
@@ -59,63 +71,68 @@ def _utcnow() -> datetime:
 _CONFIG_LOCATIONS = text("SELECT id, address, city, country FROM locations")
 
 
-@dg.asset(
-    key=CAPTURE_SUMMARY,
-    group_name=REPORTING_GROUP,
-    partitions_def=daily_partitions,
-    deps=[CAPTURES, LOCATIONS],
-    kinds={"sql"},
-    description="Per location and local day: images received/accepted/distorted, first and last image, "
-    "the observed median gap between images and the cadence used for expected images "
-    "(TRAFFIC_CAPTURE_CADENCE_S, else observed median, else TRAFFIC_CADENCE_FALLBACK_S), coverage.",
-)
-def capture_summary_daily(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
-    settings = OrchestrationSettings.from_env()
-    engine = database.get_engine()
-    ensure_reporting_tables(engine)
-    start, end = partition_bounds(context.partition_key)
-    began = time.perf_counter()
-    with write_transaction(engine) as conn:
-        configured: dict[int, float] = {}
-        if settings.capture_cadence_s:
-            for location_id, address, city, country in conn.execute(_CONFIG_LOCATIONS):
-                seconds = settings.cadence_for(address, city, country)
-                if seconds is not None:
-                    configured[int(location_id)] = seconds
-        rows = replace_capture_summary(
-            conn,
-            start,
-            end,
-            configured_cadence=configured,
-            fallback_cadence_s=settings.cadence_fallback_s,
-            computed_at=_utcnow(),
-        )
-    return dg.MaterializeResult(
-        metadata={
-            "rows": dg.MetadataValue.int(rows),
-            "configured_cadences": dg.MetadataValue.int(len(configured)),
-            "seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
-        }
+def capture_summary_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=CAPTURE_SUMMARY,
+        group_name=REPORTING_GROUP,
+        partitions_def=partitions,
+        deps=[CAPTURES, LOCATIONS],
+        kinds={"sql"},
+        description="Per location and local day: images received/accepted/distorted, first and last image, "
+        "the observed median gap between images and the cadence used for expected images "
+        "(TRAFFIC_CAPTURE_CADENCE_S, else observed median, else TRAFFIC_CADENCE_FALLBACK_S), coverage.",
     )
+    def capture_summary_daily(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
+        settings = OrchestrationSettings.from_env()
+        engine = database.get_engine()
+        ensure_reporting_tables(engine)
+        start, end = partition_bounds(context.partition_key)
+        began = time.perf_counter()
+        with write_transaction(engine) as conn:
+            configured: dict[int, float] = {}
+            if settings.capture_cadence_s:
+                for location_id, address, city, country in conn.execute(_CONFIG_LOCATIONS):
+                    seconds = settings.cadence_for(address, city, country)
+                    if seconds is not None:
+                        configured[int(location_id)] = seconds
+            rows = replace_capture_summary(
+                conn,
+                start,
+                end,
+                configured_cadence=configured,
+                fallback_cadence_s=settings.cadence_fallback_s,
+                computed_at=_utcnow(),
+            )
+        return dg.MaterializeResult(
+            metadata={
+                "rows": dg.MetadataValue.int(rows),
+                "configured_cadences": dg.MetadataValue.int(len(configured)),
+                "seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
+            }
+        )
+
+    return capture_summary_daily
 
 
-def _counts_asset(window: str) -> dg.AssetsDefinition:
-    table, window_s = WINDOWS[window]
+def counts_asset(window: ReportingWindow, partitions: dg.PartitionsDefinition,
+                 windows: Sequence[ReportingWindow] = WINDOWS) -> dg.AssetsDefinition:
+    """The ``reporting/traffic_counts_<window>`` asset; ``windows``: the tables it makes sure exist."""
+    table, window_s = window.table, window.seconds
 
     @dg.asset(
-        key=COUNTS_KEYS[window],
+        key=counts_key(window),
         group_name=REPORTING_GROUP,
-        partitions_def=daily_partitions,
+        partitions_def=partitions,
         deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS],
         kinds={"sql"},
-        description=f"{table}: per location × {window} window (local time, {window_s} s) × traffic class × "
+        description=f"{table}: per location × {window.name} window (local time, {window_s} s) × traffic class × "
         "model version: images received/accepted/distorted, total count, mean and max per accepted image, "
         "share of images with at least one, expected images and coverage. Zero-filled for all six classes.",
         metadata={"table": table, "window_seconds": window_s},
     )
     def _asset(context: dg.AssetExecutionContext, config: ReportingConfig, database: DatabaseResource) -> dg.MaterializeResult:
         engine = database.get_engine()
-        ensure_reporting_tables(engine)
+        ensure_reporting_tables(engine, windows)
         start, end = partition_bounds(context.partition_key)
         began = time.perf_counter()
         with write_transaction(engine) as conn:
@@ -134,7 +151,7 @@ def _counts_asset(window: str) -> dg.AssetsDefinition:
     return _asset
 
 
-traffic_counts_15min = _counts_asset("15min")
-traffic_counts_hourly = _counts_asset("hourly")
-traffic_counts_daily = _counts_asset("daily")
-COUNTS_ASSETS = {"15min": traffic_counts_15min, "hourly": traffic_counts_hourly, "daily": traffic_counts_daily}
+def reporting_assets(partitions: dg.PartitionsDefinition,
+                     windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetsDefinition]:
+    """The capture summary and one counts asset per window, all partitioned by ``partitions``."""
+    return [capture_summary_asset(partitions), *(counts_asset(window, partitions, windows) for window in windows)]

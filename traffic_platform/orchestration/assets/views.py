@@ -1,12 +1,13 @@
-"""The analysts' views over the reporting tables (``sql/views/*.sql``)."""
+"""The analysts' views over the reporting tables (package data, see :mod:`..sql.view_files`)."""
 
 
 import dagster as dg
 
 from ..resources import DatabaseResource
-from ..sql.tables import ensure_reporting_tables
+from ..sql.reporting_tables import ensure_reporting_tables
 from ..sql.transactions import write_transaction
-from ..sql.views import VIEWS_DIR, apply_views, load_views
+from ..sql.view_files import VIEWS, apply_views, load_views
+from ..windows import WINDOWS
 from .ingest_tables import LOCATIONS
 from .locations import LOCATION_DIMENSION, SERVING_GROUP
 from .reporting import CAPTURE_SUMMARY, COUNTS_KEYS
@@ -19,8 +20,8 @@ REPORTING_VIEWS = dg.AssetKey(["reporting", "views"])
     group_name=SERVING_GROUP,
     deps=[*COUNTS_KEYS.values(), CAPTURE_SUMMARY, LOCATION_DIMENSION, LOCATIONS],
     kinds={"sql"},
-    description="Creates or replaces the Power BI views from sql/views/*.sql "
-    "(v_traffic_counts_15min/hourly/daily, v_capture_summary_daily, v_locations).",
+    description="Creates or replaces the Power BI views (sql/views/*.sql, shipped in the package): "
+    f"{', '.join(window.view for window in WINDOWS)}, v_capture_summary_daily, v_locations.",
 )
 def reporting_views(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     views = load_views()
@@ -29,5 +30,5 @@ def reporting_views(context: dg.AssetExecutionContext, database: DatabaseResourc
     with write_transaction(engine) as conn:
         names = apply_views(conn, views)
     return dg.MaterializeResult(
-        metadata={"views": dg.MetadataValue.json(names), "directory": dg.MetadataValue.path(str(VIEWS_DIR))}
+        metadata={"views": dg.MetadataValue.json(names), "directory": dg.MetadataValue.path(str(VIEWS))}
     )

@@ -15,11 +15,12 @@ from sqlalchemy.engine import Connection
 
 from ..assets.ingest_tables import CAPTURES, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
-from ..partitions import daily_partitions, partition_day
+from ..partitions import partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from .ingest_quality import SAMPLE, partition_params
-from .stats import robust_z
+from .partitioned import partition_check
+from .stats import score_today
 
 DISTORTED_RATE_FLOOR = 0.02  # two percentage points: below this a rate change is noise
 
@@ -57,16 +58,11 @@ def check_duplicates(conn: Connection, partition_key: str) -> dg.AssetCheckResul
     return _warn(duplicated == 0, {"captures_sharing_content": duplicated, "distinct_hashes": hashes, "sample": sample})
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="no_duplicate_content",
-    partitions_def=daily_partitions,
-    additional_deps=[CAPTURES],
-    description="No capture of the day has the same image bytes (content_sha256) as another capture.",
-)
-def no_duplicate_content(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_duplicates(conn, context.partition_key)
+def _no_duplicate_content(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, check_duplicates, asset=CAPTURE_SUMMARY, name="no_duplicate_content", additional_deps=[CAPTURES],
+        description="No capture of the day has the same image bytes (content_sha256) as another capture.",
+    )
 
 
 # -- distorted-rate anomaly -------------------------------------------------------------
@@ -87,22 +83,13 @@ def check_distorted_rate(conn: Connection, partition_key: str, settings: Orchest
     ):
         if received:
             rates[int(location_id)][str(row_day)[:10]] = distorted / received
-    flagged, scored, too_short = [], 0, 0
-    for location_id, by_day in sorted(rates.items()):
-        today = by_day.pop(day.isoformat(), None)
-        if today is None:
-            continue
-        if len(by_day) < settings.anomaly_min_history_days:
-            too_short += 1
-            continue
-        scored += 1
-        score = robust_z(today, list(by_day.values()), floor=DISTORTED_RATE_FLOOR)
-        if score.z > settings.anomaly_z:
-            flagged.append({"location_id": location_id, **score.as_dict()})
+    scores, too_short = score_today(rates, day.isoformat(), min_history_days=settings.anomaly_min_history_days,
+                                    floor=lambda _history: DISTORTED_RATE_FLOOR)
+    flagged = [{"location_id": location_id, **score.as_dict()} for location_id, score in scores if score.z > settings.anomaly_z]
     return _warn(
         not flagged,
         {
-            "locations_scored": scored,
+            "locations_scored": len(scores),
             "locations_with_short_history": too_short,
             "threshold_z": settings.anomaly_z,
             "anomalies": flagged,
@@ -110,17 +97,14 @@ def check_distorted_rate(conn: Connection, partition_key: str, settings: Orchest
     )
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="distorted_rate_anomaly",
-    partitions_def=daily_partitions,
-    description="A location's share of distorted images today is not far above its own history: robust z = "
-    "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
-    "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
-)
-def distorted_rate_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_distorted_rate(conn, context.partition_key, OrchestrationSettings.from_env())
+def _distorted_rate_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, lambda conn, partition_key: check_distorted_rate(conn, partition_key, OrchestrationSettings.from_env()),
+        asset=CAPTURE_SUMMARY, name="distorted_rate_anomaly",
+        description="A location's share of distorted images today is not far above its own history: robust z = "
+        "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
+        "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
+    )
 
 
 # -- freshness ------------------------------------------------------------------------
@@ -168,4 +152,6 @@ def captures_fresh_per_location(context: dg.AssetCheckExecutionContext, database
         return check_freshness(conn, OrchestrationSettings.from_env())
 
 
-INGEST_HEALTH_CHECKS = [no_duplicate_content, distorted_rate_anomaly, captures_fresh_per_location]
+def ingest_health_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The warning checks on ingest health; the per-day ones partitioned by ``partitions``."""
+    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location]

@@ -16,8 +16,10 @@ from sqlalchemy.engine import Connection
 from ...domain.classes import TRAFFIC_CLASSES
 from ..assets.ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
-from ..partitions import daily_partitions, partition_bounds
+from ..dagster_previews import accepted_previews
+from ..partitions import partition_bounds
 from ..resources import DatabaseResource
+from .partitioned import partition_check
 
 SAMPLE = 5  # offending rows shown in the check's metadata
 # Boxes are clipped to the image; float32 storage (MySQL FLOAT) may move an edge by < 0.001 px.
@@ -105,21 +107,25 @@ _ROW_CHECKS = {
 }
 
 
-@dg.multi_asset_check(
-    name="detection_row_checks",
-    specs=[
-        dg.AssetCheckSpec(name, asset=CAPTURE_SUMMARY, description=description, blocking=True,
-                          partitions_def=daily_partitions, additional_deps=[DETECTIONS, CAPTURES, CAPTURE_COUNTS])
-        for name, description in _ROW_CHECKS.items()
-    ],
-    description="Scores, boxes and classes of the day's detections, in one scan.",
-)
-def detection_row_checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
-    with database.get_engine().connect() as conn:
-        results = check_detection_rows(conn, context.partition_key)
-    for name, result in results.items():
-        yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
-                                  severity=result.severity, metadata=result.metadata)
+def _detection_row_checks(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    with accepted_previews("partitioned_checks"):  # the specs' partitions_def
+        @dg.multi_asset_check(
+            name="detection_row_checks",
+            specs=[
+                dg.AssetCheckSpec(name, asset=CAPTURE_SUMMARY, description=description, blocking=True,
+                                  partitions_def=partitions, additional_deps=[DETECTIONS, CAPTURES, CAPTURE_COUNTS])
+                for name, description in _ROW_CHECKS.items()
+            ],
+            description="Scores, boxes and classes of the day's detections, in one scan.",
+        )
+        def detection_row_checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
+            with database.get_engine().connect() as conn:
+                results = check_detection_rows(conn, context.partition_key)
+            for name, result in results.items():
+                yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
+                                          severity=result.severity, metadata=result.metadata)
+
+    return detection_row_checks
 
 
 # -- counts reconcile with detections ---------------------------------------------------
@@ -183,18 +189,13 @@ def check_reconcile(conn: Connection, partition_key: str) -> dg.AssetCheckResult
     return _result(passed, {**figures, "sample": sample})
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="counts_reconcile_with_detections",
-    blocking=True,
-    partitions_def=daily_partitions,
-    additional_deps=[DETECTIONS, CAPTURE_COUNTS],
-    description="For every capture of the day and model version, each class count equals the number of its "
-    "detections, all six classes are present, and every accepted capture has its ingest model's counts.",
-)
-def counts_reconcile_with_detections(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_reconcile(conn, context.partition_key)
+def _counts_reconcile_with_detections(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, check_reconcile, asset=CAPTURE_SUMMARY, name="counts_reconcile_with_detections", blocking=True,
+        additional_deps=[DETECTIONS, CAPTURE_COUNTS],
+        description="For every capture of the day and model version, each class count equals the number of its "
+        "detections, all six classes are present, and every accepted capture has its ingest model's counts.",
+    )
 
 
 # -- orphans --------------------------------------------------------------------------
@@ -211,21 +212,14 @@ def check_orphans(conn: Connection) -> dg.AssetCheckResult:
     return _result(all(v == 0 for v in figures.values()), figures)
 
 
-@dg.asset_check(
-    asset=CAPTURE_SUMMARY,
-    name="no_orphans",
-    blocking=True,
-    partitions_def=daily_partitions,
-    additional_deps=[DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS],
-    description="No detection or count row without its capture, no capture without its location (whole tables).",
-)
-def no_orphans(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_orphans(conn)
+def _no_orphans(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, lambda conn, _partition_key: check_orphans(conn), asset=CAPTURE_SUMMARY, name="no_orphans",
+        blocking=True, additional_deps=[DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS],
+        description="No detection or count row without its capture, no capture without its location (whole tables).",
+    )
 
 
-INGEST_QUALITY_CHECKS = [
-    detection_row_checks,
-    counts_reconcile_with_detections,
-    no_orphans,
-]
+def ingest_quality_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
+    """The blocking checks on a partition's ingest data, partitioned by ``partitions``."""
+    return [_detection_row_checks(partitions), _counts_reconcile_with_detections(partitions), _no_orphans(partitions)]

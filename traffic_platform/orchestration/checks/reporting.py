@@ -3,6 +3,7 @@ daily totals are not anomalous against each location's history (warning)."""
 
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import timedelta
 from statistics import median
 from typing import Any
@@ -12,17 +13,17 @@ from sqlalchemy import DateTime, bindparam, text
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
-from ..assets.reporting import COUNTS_KEYS
-from ..partitions import daily_partitions, partition_bounds, partition_day
-from ..resources import DatabaseResource
+from ..assets.reporting import COUNTS_KEYS, counts_key
+from ..partitions import partition_bounds, partition_day
 from ..settings import OrchestrationSettings
-from ..sql.tables import WINDOWS
+from ..windows import WINDOWS, ReportingWindow
 from .ingest_quality import partition_params
-from .stats import robust_z
+from .partitioned import partition_check
+from .stats import score_today
 
 # -- reconcile ------------------------------------------------------------------------
 
-# Fixed per table: identifiers come only from WINDOWS.
+# Fixed per table: identifiers come only from the declared windows' table names.
 _TABLE_TOTALS = (
     "SELECT model_name, model_version, traffic_class, COUNT(*) AS n_rows, SUM(total_count) AS total,"
     " SUM(images_received) AS received, SUM(images_accepted) AS accepted, SUM(images_distorted) AS distorted"
@@ -52,9 +53,9 @@ _INGEST_MODELS = text(
 )
 
 
-def check_counts_reconcile(conn: Connection, window: str, partition_key: str) -> dg.AssetCheckResult:
+def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_key: str) -> dg.AssetCheckResult:
     """The partition's rows of one counts table add up to the ingest tables, per model and class."""
-    table, _ = WINDOWS[window]
+    table = window.table
     params = partition_params(partition_key)
     counted: dict[tuple[str, str, str], tuple[int, int]] = {
         (m, v, c): (int(total or 0), int(images)) for m, v, c, total, images in conn.execute(_COUNTED.bindparams(*params))
@@ -105,27 +106,16 @@ def check_counts_reconcile(conn: Connection, window: str, partition_key: str) ->
     )
 
 
-def _reconcile_check(window: str) -> dg.AssetChecksDefinition:
-    table, _ = WINDOWS[window]
-
-    @dg.asset_check(
-        asset=COUNTS_KEYS[window],
-        name=f"{table}_reconcile",
-        blocking=True,
-        partitions_def=daily_partitions,
-        description=f"Per model version and class, the day's {table} rows add up exactly to the ingest tables "
+def _reconcile_check(window: ReportingWindow, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, lambda conn, partition_key: check_counts_reconcile(conn, window, partition_key),
+        asset=counts_key(window), name=window.check, blocking=True,
+        description=f"Per model version and class, the day's {window.table} rows add up exactly to the ingest tables "
         "(total_count = counts of accepted captures, which the upstream blocking check equates with the "
         "detections; images received/distorted/accepted = captures of the day) and every (location, window, "
         "model) has all six classes.",
     )
-    def _check(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-        with database.get_engine().connect() as conn:
-            return check_counts_reconcile(conn, window, context.partition_key)
 
-    return _check
-
-
-RECONCILE_CHECKS = [_reconcile_check(window) for window in WINDOWS]
 
 # -- count anomaly --------------------------------------------------------------------
 
@@ -146,26 +136,16 @@ def check_count_anomaly(conn: Connection, partition_key: str, settings: Orchestr
     ):
         totals[(int(location_id), model_name, model_version)][str(window_start)[:10]] = float(total or 0)
     today_key = partition_day(partition_key).isoformat()
-    flagged, scored, too_short = [], 0, 0
-    for (location_id, model_name, model_version), by_day in sorted(totals.items()):
-        today = by_day.pop(today_key, None)
-        if today is None:
-            continue
-        if len(by_day) < settings.anomaly_min_history_days:
-            too_short += 1
-            continue
-        scored += 1
-        history = list(by_day.values())
-        centre = median(history)
-        # Counts are roughly Poisson: never call a deviation below ~sqrt(median) anomalous.
-        score = robust_z(today, history, floor=max(1.0, centre**0.5))
-        if abs(score.z) > settings.anomaly_z:
-            flagged.append({"location_id": location_id, "model": f"{model_name}@{model_version}", **score.as_dict()})
+    # Counts are roughly Poisson: never call a deviation below ~sqrt(median) anomalous.
+    scores, too_short = score_today(totals, today_key, min_history_days=settings.anomaly_min_history_days,
+                                    floor=lambda history: max(1.0, median(history) ** 0.5))
+    flagged = [{"location_id": location_id, "model": f"{model_name}@{model_version}", **score.as_dict()}
+               for (location_id, model_name, model_version), score in scores if abs(score.z) > settings.anomaly_z]
     return dg.AssetCheckResult(
         passed=not flagged,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "series_scored": scored,
+            "series_scored": len(scores),
             "series_with_short_history": too_short,
             "threshold_z": settings.anomaly_z,
             "anomalies": dg.MetadataValue.json(flagged),
@@ -173,17 +153,20 @@ def check_count_anomaly(conn: Connection, partition_key: str, settings: Orchestr
     )
 
 
-@dg.asset_check(
-    asset=COUNTS_KEYS["daily"],
-    name="daily_count_anomaly",
-    partitions_def=daily_partitions,
-    description="Each location's total road users of the day (per model version) is not far from its own "
-    "history: robust z = (total - median) / max(1.4826·MAD, sqrt(median), 1) over the previous "
-    "TRAFFIC_ANOMALY_HISTORY_DAYS (28) materialised days, needs >= 7 days, warns when |z| > 4.",
-)
-def daily_count_anomaly(context: dg.AssetCheckExecutionContext, database: DatabaseResource) -> dg.AssetCheckResult:
-    with database.get_engine().connect() as conn:
-        return check_count_anomaly(conn, context.partition_key, OrchestrationSettings.from_env())
+def _daily_count_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    return partition_check(
+        partitions, lambda conn, partition_key: check_count_anomaly(conn, partition_key, OrchestrationSettings.from_env()),
+        asset=COUNTS_KEYS["daily"], name="daily_count_anomaly",
+        description="Each location's total road users of the day (per model version) is not far from its own "
+        "history: robust z = (total - median) / max(1.4826·MAD, sqrt(median), 1) over the previous "
+        "TRAFFIC_ANOMALY_HISTORY_DAYS (28) materialised days, needs >= 7 days, warns when |z| > 4.",
+    )
 
 
-REPORTING_CHECKS = [*RECONCILE_CHECKS, daily_count_anomaly]
+def reporting_checks(partitions: dg.PartitionsDefinition,
+                     windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetChecksDefinition]:
+    """A blocking reconcile check per window, and the anomaly check on the daily totals (if "daily" is one)."""
+    checks = [_reconcile_check(window, partitions) for window in windows]
+    if any(window.name == "daily" for window in windows):
+        checks.append(_daily_count_anomaly(partitions))
+    return checks

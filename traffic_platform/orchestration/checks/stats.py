@@ -14,11 +14,13 @@ and flag the day when ``|z|`` exceeds ``TRAFFIC_ANOMALY_Z`` (4 by default).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from statistics import median
+from typing import TypeVar
 
 MAD_TO_SIGMA = 1.4826
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -49,3 +51,23 @@ def robust_z(value: float, history: Sequence[float], *, floor: float) -> RobustS
     mad = median(abs(h - centre) for h in history)
     scale = max(MAD_TO_SIGMA * mad, floor)
     return RobustScore(float(value), float(centre), float(scale), (value - centre) / scale, len(history))
+
+
+def score_today(series: Mapping[K, Mapping[str, float]], today: str, *, min_history_days: int,
+                floor: Callable[[Sequence[float]], float]) -> tuple[list[tuple[K, RobustScore]], int]:
+    """Score each series' value on ``today`` against its other days, in key order.
+
+    Series with no value today are left out; those with fewer than ``min_history_days``
+    other days are only counted (the second item). ``floor(history)`` gives each series' floor.
+    """
+    scores: list[tuple[K, RobustScore]] = []
+    too_short = 0
+    for key, by_day in sorted(series.items()):
+        if today not in by_day:
+            continue
+        history = [value for day, value in by_day.items() if day != today]
+        if len(history) < min_history_days:
+            too_short += 1
+            continue
+        scores.append((key, robust_z(by_day[today], history, floor=floor(history))))
+    return scores, too_short

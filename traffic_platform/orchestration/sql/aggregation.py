@@ -37,8 +37,9 @@ from sqlalchemy import Date, DateTime, Float, bindparam, text
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
+from ..windows import ReportingWindow
 from .dialects import dialect_of, seconds_between, window_start
-from .tables import WINDOWS, capture_summary_daily, counts_tables
+from .reporting_tables import capture_summary_daily
 
 
 @dataclass(frozen=True)
@@ -232,31 +233,30 @@ def _classes_sql() -> tuple[str, list]:
 
 def replace_counts(
     conn: Connection,
-    window: str,
+    window: ReportingWindow,
     start: datetime,
     end: datetime,
     models: Sequence[ModelKey],
     *,
     computed_at: datetime,
 ) -> int:
-    """Replace the partition's rows of one counts table for ``models``; return rows written."""
-    _, window_s = WINDOWS[window]  # KeyError for anything but the three windows
-    table = counts_tables[window]
+    """Replace the partition's rows of ``window``'s counts table for ``models``; return rows written."""
+    table = window.table  # an identifier derived from a validated window name, never a value
     dialect = dialect_of(conn)
     classes_sql, class_params = _classes_sql()
     insert_sql = _COUNTS_INSERT.format(
-        table=table.name, window_start=window_start(dialect, window, "captured_at"), classes=classes_sql
+        table=table, window_start=window_start(dialect, window.seconds, "captured_at"), classes=classes_sql
     )
     written = 0
     for model in models:
         model_params = [bindparam("model_name", model.model_name), bindparam("model_version", model.model_version)]
-        conn.execute(text(_COUNTS_DELETE.format(table=table.name)).bindparams(*_range_params(start, end), *model_params))
+        conn.execute(text(_COUNTS_DELETE.format(table=table)).bindparams(*_range_params(start, end), *model_params))
         result = conn.execute(
             text(insert_sql).bindparams(
                 *_range_params(start, end),
                 *model_params,
                 *class_params,
-                bindparam("window_s", float(window_s), type_=Float),
+                bindparam("window_s", float(window.seconds), type_=Float),
                 bindparam("day", start.date(), type_=Date),
                 bindparam("computed_at", computed_at, type_=DateTime),
             )

@@ -1,7 +1,8 @@
 """The few SQL fragments that differ between MySQL/MariaDB and SQLite.
 
 Every fragment is a fixed string from the tables below; ``{col}``/``{a}``/``{b}`` are
-filled only with column names from the callers' own fixed SQL, never with values.
+filled only with column names from the callers' own fixed SQL, never with values, and
+``{s}`` only with a window length checked to be an integer.
 SQLite keeps datetimes as text ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's format), so
 its window starts are rendered in that same format to compare correctly with bound
 datetimes.
@@ -14,14 +15,14 @@ from sqlalchemy.engine import Connection, Engine
 MYSQL = "mysql"
 SQLITE = "sqlite"
 
-# (dialect, window) -> expression of the window's local start from a local datetime column.
+# Expression of the start of the window of ``{s}`` seconds (a divisor of a day) holding a
+# local datetime column: its midnight plus its seconds since midnight rounded down to a
+# multiple of {s}. Derived from the length only, so a new window needs no SQL of its own.
 _WINDOW_START = {
-    (MYSQL, "15min"): "TIMESTAMPADD(MINUTE, HOUR({col}) * 60 + (MINUTE({col}) DIV 15) * 15, CAST(DATE({col}) AS DATETIME))",
-    (MYSQL, "hourly"): "TIMESTAMPADD(HOUR, HOUR({col}), CAST(DATE({col}) AS DATETIME))",
-    (MYSQL, "daily"): "CAST(DATE({col}) AS DATETIME)",
-    (SQLITE, "15min"): "strftime('%Y-%m-%d %H:%M:00.000000', {col}, '-' || (CAST(strftime('%M', {col}) AS INTEGER) % 15) || ' minutes')",
-    (SQLITE, "hourly"): "strftime('%Y-%m-%d %H:00:00.000000', {col})",
-    (SQLITE, "daily"): "strftime('%Y-%m-%d 00:00:00.000000', {col})",
+    MYSQL: "TIMESTAMPADD(SECOND, ((HOUR({col}) * 3600 + MINUTE({col}) * 60 + SECOND({col})) DIV {s}) * {s},"
+    " CAST(DATE({col}) AS DATETIME))",
+    SQLITE: "strftime('%Y-%m-%d %H:%M:%S.000000', {col}, 'start of day', '+' || (((CAST(strftime('%H', {col}) AS INTEGER)"
+    " * 3600 + CAST(strftime('%M', {col}) AS INTEGER) * 60 + CAST(strftime('%S', {col}) AS INTEGER)) / {s}) * {s}) || ' seconds')",
 }
 # Seconds from datetime a to datetime b.
 _SECONDS_BETWEEN = {
@@ -41,8 +42,11 @@ def dialect_of(bind: Engine | Connection) -> str:
     raise ValueError(f"unsupported database dialect {name!r}")
 
 
-def window_start(dialect: str, window: str, col: str) -> str:
-    return _WINDOW_START[(dialect, window)].format(col=col)
+def window_start(dialect: str, seconds: int, col: str) -> str:
+    """The start of the ``seconds``-long window (aligned at midnight) that holds ``col``."""
+    if not (isinstance(seconds, int) and 0 < seconds <= 86400 and 86400 % seconds == 0):
+        raise ValueError(f"a window length must divide a day, got {seconds!r}")
+    return _WINDOW_START[dialect].format(col=col, s=seconds)
 
 
 def seconds_between(dialect: str, a: str, b: str) -> str:

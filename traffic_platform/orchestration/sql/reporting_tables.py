@@ -1,0 +1,167 @@
+"""The reporting tables Dagster writes, as SQLAlchemy Core metadata.
+
+They are created by the assets themselves (``create_all(checkfirst=True)``): the
+reporting schema is owned by the code that fills it, and every table here can be
+rebuilt from the ingest tables. The counts tables are one per
+reporting window (:data:`traffic_platform.orchestration.windows.WINDOWS`). The MySQL DDL is checked in as
+``sql/reporting_tables.mysql.sql`` (a test keeps it equal to this module)::
+
+    .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
+
+Times are local wall-clock (naive), like ``captures.captured_at``; ``computed_at`` is UTC.
+No foreign keys: these tables are derived and are replaced partition by partition.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Double,
+    Engine,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from ...storage.tables import MYSQL_TABLE_OPTIONS, exact_text, timestamp_us
+from ..windows import WINDOWS, ReportingWindow
+
+
+def local_datetime() -> DateTime:
+    """A naive local wall-clock time, whole seconds (``DATETIME`` on MySQL).
+
+    Spelled as an explicit MySQL variant because importing Dagster registers a global
+    ``@compiles(DateTime, "mysql")`` hook that turns every plain ``DateTime`` into
+    ``DATETIME(6)``; the variant keeps the DDL the same with or without Dagster loaded.
+    """
+    return DateTime().with_variant(mysql.DATETIME(), "mysql", "mariadb")
+
+
+def _capture_summary_table(metadata: MetaData) -> Table:
+    return Table(
+        "capture_summary_daily",
+        metadata,
+        Column("location_id", Integer, nullable=False),
+        Column("day", Date, nullable=False, comment="local calendar day of captured_at"),
+        Column("images_received", Integer, nullable=False),
+        Column("images_accepted", Integer, nullable=False),
+        Column("images_distorted", Integer, nullable=False),
+        Column("first_captured_at", local_datetime(), nullable=False),
+        Column("last_captured_at", local_datetime(), nullable=False),
+        Column("observed_cadence_s", Double, nullable=True, comment="median gap between consecutive images (UTC), NULL if < 2 images"),
+        Column("cadence_s", Double, nullable=False, comment="cadence used for expected_images"),
+        Column("cadence_source", String(16), nullable=False, comment="setting | observed | fallback"),
+        Column("expected_images", Double, nullable=False, comment="86400 / cadence_s"),
+        Column("coverage", Double, nullable=False, comment="images_received / expected_images"),
+        Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        PrimaryKeyConstraint("day", "location_id", name="pk_capture_summary_daily"),
+        Index("ix_capture_summary_daily_location_day", "location_id", "day"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def _counts_table(metadata: MetaData, window: ReportingWindow) -> Table:
+    name = window.table
+    return Table(
+        name,
+        metadata,
+        Column("location_id", Integer, nullable=False),
+        Column("window_start", local_datetime(), nullable=False, comment="local wall-clock start of the window"),
+        Column("traffic_class", String(16), nullable=False),
+        Column("model_name", exact_text(200), nullable=False),
+        Column("model_version", exact_text(64), nullable=False),
+        Column("images_received", Integer, nullable=False, comment="all images of the window, accepted or distorted"),
+        Column("images_accepted", Integer, nullable=False, comment="accepted images this model processed"),
+        Column("images_distorted", Integer, nullable=False),
+        Column("total_count", Integer, nullable=False),
+        Column("mean_per_image", Double, nullable=True, comment="total_count / images_accepted; NULL without accepted images"),
+        Column("max_per_image", Integer, nullable=True),
+        Column("share_with_any", Double, nullable=True, comment="share of accepted images with >= 1 of the class"),
+        Column("expected_images", Double, nullable=True, comment="window seconds / the location-day cadence"),
+        Column("coverage", Double, nullable=True, comment="images_received / expected_images"),
+        Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        PrimaryKeyConstraint("window_start", "location_id", "model_name", "model_version", "traffic_class", name=f"pk_{name}"),
+        Index(f"ix_{name}_location_window", "location_id", "window_start"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def _location_dimension_table(metadata: MetaData) -> Table:
+    return Table(
+        "dim_locations",
+        metadata,
+        Column("location_id", Integer, primary_key=True, autoincrement=False),
+        Column("address", exact_text(200), nullable=False),
+        Column("address_display", exact_text(200), nullable=False),
+        Column("city", exact_text(100), nullable=False),
+        Column("country", exact_text(100), nullable=False),
+        Column("timezone", String(64), nullable=False),
+        Column("first_captured_at", local_datetime(), nullable=True),
+        Column("last_captured_at", local_datetime(), nullable=True),
+        Column("last_ingested_at", timestamp_us(), nullable=True, comment="UTC"),
+        Column("images_total", Integer, nullable=False),
+        Column("images_distorted", Integer, nullable=False),
+        Column("is_active", Integer, nullable=False, comment="1 if an image arrived in the last TRAFFIC_ACTIVE_LOCATION_DAYS days"),
+        Column("refreshed_at", timestamp_us(), nullable=False, comment="UTC"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
+    """The reporting tables: the capture summary, the location dimension and one counts table per window."""
+    metadata = MetaData()
+    _capture_summary_table(metadata)
+    _location_dimension_table(metadata)
+    for window in windows:
+        _counts_table(metadata, window)
+    return metadata
+
+
+metadata = build_metadata()
+capture_summary_daily = metadata.tables["capture_summary_daily"]
+location_dimension = metadata.tables["dim_locations"]
+# Window name -> its counts table, for the declared windows.
+counts_tables: dict[str, Table] = {window.name: metadata.tables[window.table] for window in WINDOWS}
+
+
+def _metadata_for(windows: Sequence[ReportingWindow]) -> MetaData:
+    return metadata if tuple(windows) == WINDOWS else build_metadata(windows)
+
+
+DDL_HEADER = (
+    "-- MySQL / Aurora MySQL DDL of the reporting tables written by Dagster.\n"
+    "-- Generated from traffic_platform/orchestration/sql/reporting_tables.py; do not edit.\n"
+    "-- The assets create these tables when absent (CREATE TABLE only if missing).\n"
+    "-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql\n"
+)
+
+
+def ensure_reporting_tables(engine: Engine, windows: Sequence[ReportingWindow] = WINDOWS) -> None:
+    """Create the reporting tables that do not exist yet (never alters existing ones)."""
+    _metadata_for(windows).create_all(engine, checkfirst=True)
+
+
+def render_mysql_ddl(windows: Sequence[ReportingWindow] = WINDOWS) -> str:
+    """The MySQL DDL of the reporting tables for ``windows``, deterministic, with a header."""
+    dialect = mysql.dialect()
+    parts = [DDL_HEADER]
+    for table in _metadata_for(windows).sorted_tables:
+        parts.append(str(CreateTable(table).compile(dialect=dialect)).strip() + ";\n")
+        for index in sorted(table.indexes, key=lambda i: i.name or ""):
+            parts.append(str(CreateIndex(index).compile(dialect=dialect)).strip() + ";\n")
+    body = "\n".join(parts)
+    return "\n".join(line.rstrip() for line in body.splitlines()) + "\n"
+
+
+if __name__ == "__main__":  # python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
+    sys.stdout.write(render_mysql_ddl())

@@ -1,0 +1,131 @@
+"""The analysts' views (the Power BI contract): where their SQL lives and how it is applied.
+
+The view files are package data, ``traffic_platform/orchestration/sql/views/*.sql``, read
+with :mod:`importlib.resources`, so an installed (non-editable) package has them. The
+per-window views ``v_traffic_counts_<window>.sql`` are rendered from one template,
+``templates/v_traffic_counts.sql.template``, for every window in
+:data:`traffic_platform.orchestration.windows.WINDOWS`; the other views are written by
+hand. ``sql/views/`` at the repository root is a plain copy of the package folder for
+reviewers and Power BI analysts (a copy, not a symlink: Git for Windows checks symlinks out
+as one-line text files by default). Tests keep the rendered files and the copy equal to
+this module. After changing a view or a window, regenerate both with::
+
+    .venv/bin/python -m traffic_platform.orchestration.sql.view_files
+
+Each file holds one ``CREATE OR REPLACE VIEW <name> AS SELECT …;`` whose name is the
+file's stem, in SQL both MySQL and SQLite accept. MySQL runs the file as written; SQLite
+(which has no ``OR REPLACE`` for views) gets ``DROP VIEW IF EXISTS <name>`` and
+``CREATE VIEW <name> AS …``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from string import Template
+
+from sqlalchemy.engine import Connection
+
+from ..windows import WINDOWS, ReportingWindow
+from .dialects import SQLITE, dialect_of
+
+VIEWS: Traversable = files(__package__) / "views"
+COUNTS_VIEW_TEMPLATE: Traversable = files(__package__) / "templates" / "v_traffic_counts.sql.template"
+GENERATED_HEADER = (
+    "-- Generated from traffic_platform/orchestration/sql/templates/v_traffic_counts.sql.template; do not edit.\n"
+    "-- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.view_files\n"
+)
+_NAME = re.compile(r"^v_[a-z0-9_]+$")
+_HEAD = re.compile(r"^\s*CREATE\s+OR\s+REPLACE\s+VIEW\s+([a-z0-9_]+)\s+AS\s+(.*?);?\s*$", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class ViewFile:
+    name: str
+    select: str  # the SELECT after "AS"
+    source: str  # where it was read from
+
+
+def render_counts_view(window: ReportingWindow) -> str:
+    """The text of ``v_traffic_counts_<window>.sql``: the template filled in for ``window``."""
+    template = Template(COUNTS_VIEW_TEMPLATE.read_text(encoding="utf-8"))
+    return GENERATED_HEADER + template.substitute(window=window.name, view=window.view, table=window.table)
+
+
+def render_counts_views(windows: Sequence[ReportingWindow] = WINDOWS) -> dict[str, str]:
+    """File name -> text, one per-window view file per window."""
+    return {f"{window.view}.sql": render_counts_view(window) for window in windows}
+
+
+def _strip_comments(sql: str) -> str:
+    return "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+
+
+def parse_view(file_name: str, sql: str, source: str = "") -> ViewFile:
+    """Validate one view file; raise ``ValueError`` naming it if it breaks the contract above."""
+    stem = file_name.removesuffix(".sql")
+    if not _NAME.match(stem):
+        raise ValueError(f"{file_name}: a view file must be named v_<lower_snake_case>.sql")
+    match = _HEAD.match(_strip_comments(sql))
+    if not match or match.group(1) != stem:
+        raise ValueError(f"{file_name}: expected exactly one 'CREATE OR REPLACE VIEW {stem} AS SELECT …;'")
+    body = match.group(2).strip()
+    if ";" in body:
+        raise ValueError(f"{file_name}: one statement per file")
+    return ViewFile(stem, body, source or file_name)
+
+
+def load_views(directory: Traversable | Path = VIEWS) -> list[ViewFile]:
+    """Parse and validate every view file, sorted by name; raise ``ValueError`` naming a bad one."""
+    if not directory.is_dir():
+        raise FileNotFoundError(f"view directory {directory} does not exist (the views ship as package data)")
+    entries = sorted((entry for entry in directory.iterdir() if entry.name.endswith(".sql")), key=lambda e: e.name)
+    return [parse_view(entry.name, entry.read_text(encoding="utf-8"), str(entry)) for entry in entries]
+
+
+def apply_views(conn: Connection, views: list[ViewFile]) -> list[str]:
+    """Create or replace ``views`` on ``conn``; return their names. Names are validated by :func:`load_views`."""
+    sqlite = dialect_of(conn) == SQLITE
+    for view in views:
+        if not _NAME.match(view.name):
+            raise ValueError(f"invalid view name {view.name!r}")
+        if sqlite:
+            conn.exec_driver_sql(f"DROP VIEW IF EXISTS {view.name}")
+            conn.exec_driver_sql(f"CREATE VIEW {view.name} AS {view.select}")
+        else:
+            conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {view.name} AS {view.select}")
+    return [view.name for view in views]
+
+
+def write_view_files(package_dir: Path, copies: Sequence[Path], windows: Sequence[ReportingWindow] = WINDOWS) -> list[Path]:
+    """Render the per-window views into ``package_dir`` (dropping generated ones of windows no longer
+    declared), then make every directory in ``copies`` hold exactly the package's view files."""
+    rendered = render_counts_views(windows)
+    for path in package_dir.glob("*.sql"):
+        if path.name not in rendered and path.read_text(encoding="utf-8").startswith(GENERATED_HEADER):
+            path.unlink()
+    written = []
+    for name, text in rendered.items():
+        (package_dir / name).write_text(text, encoding="utf-8")
+        written.append(package_dir / name)
+    sources = {path.name: path.read_bytes() for path in package_dir.glob("*.sql")}
+    for copy in copies:
+        copy.mkdir(parents=True, exist_ok=True)
+        for path in copy.glob("*.sql"):
+            if path.name not in sources:
+                path.unlink()
+        for name, data in sources.items():
+            (copy / name).write_bytes(data)
+            written.append(copy / name)
+    return written
+
+
+if __name__ == "__main__":  # python -m traffic_platform.orchestration.sql.view_files (in a source checkout)
+    here = Path(__file__).resolve().parent
+    for path in write_view_files(here / "views", [here.parents[2] / "sql" / "views"]):
+        sys.stdout.write(f"wrote {path}\n")
