@@ -138,3 +138,16 @@ def test_serve_starts_while_a_landing_run_holds_the_spool(tmp_path):
             assert platform.worker.holds_lock
     finally:
         holder.release()
+
+
+def test_the_job_file_is_removed_only_after_the_persist_returned(tmp_path):
+    spool = Spool(tmp_path)
+    job = make_job(3)
+    spool.submit(job)
+    seen = []
+
+    def persist(j):
+        seen.append(spool.is_pending(j.capture_id))  # still durable while the commit runs
+
+    assert SpoolWorker(spool, persist).run_once() == 1
+    assert seen == [True] and not spool.is_pending(job.capture_id)
