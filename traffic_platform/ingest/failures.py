@@ -5,9 +5,10 @@
   MySQL "can't connect"/"gone away"/"lost connection"/lock wait/deadlock, SQLite
   "database is locked"). Retried with capped back-off **until it succeeds**; never
   dead-lettered: an outage only delays persistence.
-* **permanent** — the data can never be written as it is (a unique key other than the
-  idempotent duplicate, a value too long or out of range, a corrupt job, our own
-  validation's ``ValueError``). Dead-lettered with the reason after
+* **permanent** — the data can never be written as it is (a constraint violation other
+  than a duplicate key — that one is a race with a concurrent save of the same capture,
+  which the next, idempotent attempt resolves — a value too long or out of range, a
+  corrupt job, our own validation's ``ValueError``). Dead-lettered with the reason after
   ``TRAFFIC_PERSIST_MAX_ATTEMPTS``.
 * **unknown** — anything else (most likely a bug of ours). Treated like a permanent
   failure, with back-off: a bug does not heal by retrying forever, and a dead letter
@@ -60,7 +61,10 @@ MYSQL_TRANSIENT = frozenset({
     4031,  # disconnected by the server because of inactivity
 })
 # Codes of writes that can never succeed as sent.
-MYSQL_PERMANENT = frozenset({1048, 1054, 1062, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 3819, 4025})
+MYSQL_PERMANENT = frozenset({1048, 1054, 1264, 1265, 1292, 1366, 1406, 1451, 1452, 3819, 4025})
+# A duplicate key that escapes the repository's idempotent writes is a race with a concurrent
+# save of the same capture: the next attempt finds the row and changes nothing.
+MYSQL_DUPLICATE = frozenset({1022, 1062, 1586})
 SQLITE_TRANSIENT = ("database is locked", "database table is locked", "disk i/o error", "unable to open database file",
                     "database or disk is full", "busy")
 S3_TRANSIENT_CODES = frozenset({
@@ -154,6 +158,8 @@ def _classify_sqlalchemy(exc: BaseException) -> Kind | None:
         return TRANSIENT
     if isinstance(exc, (sa_exc.DisconnectionError, sa_exc.TimeoutError, sa_exc.InterfaceError)):
         return TRANSIENT  # pool timeout, lost connection
+    if isinstance(exc, sa_exc.IntegrityError) and _is_duplicate(exc.orig):
+        return TRANSIENT
     if isinstance(exc, (sa_exc.DataError, sa_exc.IntegrityError)):
         return PERMANENT
     if isinstance(exc, sa_exc.OperationalError):
@@ -161,9 +167,19 @@ def _classify_sqlalchemy(exc: BaseException) -> Kind | None:
     return None
 
 
+def _is_duplicate(exc: BaseException | None) -> bool:
+    if exc is None:
+        return False
+    if type(exc).__module__.startswith("pymysql"):
+        return bool(exc.args) and exc.args[0] in MYSQL_DUPLICATE
+    return "unique constraint failed" in str(exc).lower()
+
+
 def _classify_dbapi(exc: BaseException | None) -> Kind | None:
     if exc is None:
         return None
+    if type(exc).__name__ == "IntegrityError" and _is_duplicate(exc):
+        return TRANSIENT
     module = type(exc).__module__
     if module.startswith("pymysql"):
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None

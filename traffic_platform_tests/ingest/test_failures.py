@@ -54,11 +54,15 @@ TRANSIENTS = [
     sa_exc.TimeoutError("QueuePool limit reached"),
     _wrapped(ConnectionRefusedError(errno.ECONNREFUSED, "refused")),
     OSError(errno.EIO, "disk"),
+    # a duplicate key: a concurrent save of the same capture won; the next attempt is a no-op
+    _sa(sa_exc.IntegrityError, pymysql.err.IntegrityError(1062, "Duplicate entry 'x' for key 'PRIMARY'")),
+    _sa(sa_exc.IntegrityError, sqlite3.IntegrityError("UNIQUE constraint failed: captures.capture_id")),
 ]
 PERMANENTS = [
     ValueError("job abc: image bytes do not match content_sha256"),
     KeyError("capture_id"),
     _sa(sa_exc.IntegrityError, pymysql.err.IntegrityError(1452, "foreign key")),
+    _sa(sa_exc.IntegrityError, sqlite3.IntegrityError("NOT NULL constraint failed: captures.file_name")),
     _sa(sa_exc.DataError, pymysql.err.DataError(1406, "Data too long for column 'file_name'")),
     _sa(sa_exc.OperationalError, pymysql.err.OperationalError(1366, "Incorrect string value")),
     BadRequest("bad file name"),
