@@ -60,7 +60,6 @@ class SpoolWorker:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock_file = None
-        self._lock_wait_logged = False
         self.persisted = 0
         self.failures = 0
         self.dead_lettered = 0
@@ -197,7 +196,10 @@ class SpoolWorker:
             self.persisted += 1
             self.transient_streak = 0
         if self.on_persisted:
-            self.on_persisted(job)
+            try:
+                self.on_persisted(job)
+            except Exception:  # a listener's bug must not stop the worker
+                log.exception("on_persisted failed for capture %s", capture_id)
         return 1
 
     def _failed(self, capture_id: str, exc: Exception) -> None:
