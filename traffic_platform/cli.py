@@ -96,7 +96,7 @@ def cmd_spool(args: argparse.Namespace) -> int:
     if args.action == "replay-dead":
         print(f"moved {spool.replay_dead()} dead-lettered job(s) back to pending")
     else:
-        print(json.dumps({"pending": spool.depth(), "dead": spool.dead_count(), "root": str(spool.root)}))
+        print(json.dumps({**spool.backlog(), "root": str(spool.root)}))
     return 0
 
 

@@ -48,7 +48,9 @@ class Settings:
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     spool_dir: Path | None = None
-    persist_max_attempts: int = 8
+    persist_max_attempts: int = 8  # for permanent/unknown failures; transient ones retry until they succeed
+    persist_backoff_cap_s: float = 30.0  # longest wait between two attempts (also the most an outage's end waits)
+    backlog_warn_minutes: float = 10.0  # /readyz "degraded" and a Dagster warning past this oldest pending job
     persist_concurrency: int = 4  # jobs persisted at once by the local worker (mostly I/O waits)
     queue_url: str | None = None  # SQS queue for the AWS hand-off
     sagemaker_timeout_s: float = 10.0
@@ -103,7 +105,8 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, got {self.detector_runtime!r}.")
         if self.s3_sse not in (None, "AES256", "aws:kms"):
             raise ConfigurationError(f"{PREFIX}S3_SSE must be AES256 or aws:kms, got {self.s3_sse!r}.")
-        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts", "persist_concurrency"):
+        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts", "persist_concurrency",
+                     "persist_backoff_cap_s", "backlog_warn_minutes"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
         if self.detector_threads < 0:
@@ -184,6 +187,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "http_port": int,
     "persist_max_attempts": int,
     "persist_concurrency": int,
+    "persist_backoff_cap_s": float,
+    "backlog_warn_minutes": float,
     "sagemaker_timeout_s": float,
     "log_json": _bool,
 }

@@ -67,3 +67,14 @@ def test_invalid_values_name_the_variable(var, value):
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env({var: value})
     assert var in info.value.message
+
+
+def test_retry_and_backlog_settings():
+    assert (Settings().persist_backoff_cap_s, Settings().backlog_warn_minutes) == (30.0, 10.0)
+    s = Settings.from_env({"TRAFFIC_PERSIST_BACKOFF_CAP_S": "12.5", "TRAFFIC_BACKLOG_WARN_MINUTES": "3"})
+    assert (s.persist_backoff_cap_s, s.backlog_warn_minutes) == (12.5, 3.0)
+    for var in ("TRAFFIC_PERSIST_BACKOFF_CAP_S", "TRAFFIC_BACKLOG_WARN_MINUTES"):
+        with pytest.raises(ConfigurationError, match=var):
+            Settings.from_env({var: "0"})
+        with pytest.raises(ConfigurationError, match=var):
+            Settings.from_env({var: "soon"})

@@ -184,7 +184,10 @@ class Api:
             except Exception as exc:
                 ok = False
                 checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-        return Response.json(200 if ok else 503, {"ready": ok, "checks": checks})
+        # A probe may answer {"degraded": reason}: still ready (200), but someone should look.
+        degraded = [f"{name}: {c['degraded']}" for name, c in checks.items() if c.get("degraded")]
+        status = "degraded" if ok and degraded else "ok" if ok else "unavailable"
+        return Response.json(200 if ok else 503, {"ready": ok, "status": status, "reasons": degraded, "checks": checks})
 
 
 def route_name(path: str) -> str:

@@ -106,14 +106,37 @@ def ingest_handler(event: dict[str, Any], context: Any = None, api: Api | None =
     return event_response(response)
 
 
-def persist_handler(event: dict[str, Any], context: Any = None, persister: Any = None, store: Any = None) -> dict[str, Any]:
-    """SQS batch -> storage, reporting partial batch failures so only failed messages return to the queue."""
+#: Message attribute carrying how many attempts a re-queued message has had.
+ATTEMPT_ATTRIBUTE = "traffic_attempt"
+SQS_MAX_DELAY_S = 900  # SQS's limit on DelaySeconds
+
+
+def persist_handler(
+    event: dict[str, Any], context: Any = None, persister: Any = None, store: Any = None, *,
+    sqs: Any = None, queue_url: str | None = None, settings: Settings | None = None,
+) -> dict[str, Any]:
+    """SQS batch -> storage, reporting partial batch failures.
+
+    A message that fails **transiently** (database or store down, throttled) is sent to
+    the queue again with a delay (capped back-off, ``DelaySeconds`` ≤ 900) and its attempt
+    count in the ``traffic_attempt`` attribute, and the original is acknowledged: its receive
+    count never climbs, so an outage of any length cannot walk it into the dead-letter queue.
+    A **permanent** failure (and an unknown one after ``TRAFFIC_PERSIST_MAX_ATTEMPTS``) is
+    reported in ``batchItemFailures``: SQS redelivers it and its redrive policy moves it to
+    the DLQ after ``maxReceiveCount``, with the reason in the log. ``persister``, ``store``,
+    ``sqs``, ``queue_url`` and ``settings`` are injectable for tests; production builds them once.
+    """
+    from .failures import PERMANENT, decide
     from .sqs_handoff import job_from_message
 
-    persister = persister or _default_persister()
+    if persister is None:
+        persister = _default_persister()
+        settings = settings or _settings()
+    settings = settings or Settings.from_env()
     store = store or persister.store
     failures = []
     for record in event.get("Records", []):
+        attempt = _attempt_of(record) + 1
         try:
             try:
                 job, staged = job_from_message(record["body"], store)
@@ -125,10 +148,49 @@ def persist_handler(event: dict[str, Any], context: Any = None, persister: Any =
             if staged:
                 store.delete(staged)
         except Exception as exc:
-            log.error("message not stored", extra={"event": "persist_failed", "message_id": record.get("messageId"),
-                                                   "error": f"{type(exc).__name__}: {exc}"[:1000]})
+            decision = decide(exc, attempt, settings.persist_max_attempts, cap=settings.persist_backoff_cap_s)
+            fields = {"message_id": record.get("messageId"), "attempt": attempt, "failure": decision.kind,
+                      "error": decision.reason[:1000]}
+            if decision.kind != PERMANENT and decision.retry and _requeue(record, attempt, decision.delay_s, sqs, queue_url, settings):
+                log.warning("message re-queued", extra={"event": "persist_retry", "delay_s": round(decision.delay_s, 1), **fields})
+                continue
+            log.error("message not stored", extra={"event": "persist_failed", **fields})
             failures.append({"itemIdentifier": record.get("messageId")})
     return {"batchItemFailures": failures}
+
+
+def _attempt_of(record: dict[str, Any]) -> int:
+    attribute = (record.get("messageAttributes") or {}).get(ATTEMPT_ATTRIBUTE) or {}
+    try:
+        return int(attribute.get("stringValue") or attribute.get("StringValue") or 0)
+    except ValueError:
+        return 0
+
+
+def _requeue(record: dict[str, Any], attempt: int, delay_s: float, sqs: Any, queue_url: str | None, settings: Settings) -> bool:
+    """Send the message again, delayed, with its attempt count; False if that failed (then the
+    original is reported failed and SQS redelivers it after its visibility timeout)."""
+    try:
+        sqs = sqs or _aws_clients()["sqs"]
+        queue_url = queue_url or settings.queue_url or _queue_url_from_arn(sqs, record.get("eventSourceARN", ""))
+        sqs.send_message(
+            QueueUrl=queue_url,
+            MessageBody=record["body"],
+            DelaySeconds=int(min(SQS_MAX_DELAY_S, max(1.0, delay_s))),
+            MessageAttributes={ATTEMPT_ATTRIBUTE: {"DataType": "Number", "StringValue": str(attempt)}},
+        )
+    except Exception:
+        log.exception("could not re-queue message %s", record.get("messageId"))
+        return False
+    return True
+
+
+def _queue_url_from_arn(sqs: Any, arn: str) -> str:
+    """``arn:aws:sqs:<region>:<account>:<name>`` -> the queue URL."""
+    parts = arn.split(":")
+    if len(parts) != 6:
+        raise RuntimeError("TRAFFIC_QUEUE_URL is not set and the SQS record names no queue ARN")
+    return sqs.get_queue_url(QueueName=parts[5], QueueOwnerAWSAccountId=parts[4])["QueueUrl"]
 
 
 @cache

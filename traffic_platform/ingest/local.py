@@ -82,12 +82,15 @@ class LocalPlatform:
         self.spool = Spool(settings.spool_dir)
         self.persister = Persister(self.repo, self.store, max_pixels=settings.max_pixels)
         self.worker = SpoolWorker(
-            self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts, concurrency=settings.persist_concurrency
+            self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts,
+            backoff_cap=settings.persist_backoff_cap_s, concurrency=settings.persist_concurrency,
         )
         self.run_worker = run_worker
         self.metrics = Metrics()
         self.metrics.gauge("traffic_spool_pending", self.spool.depth)
         self.metrics.gauge("traffic_spool_dead", self.spool.dead_count)
+        self.metrics.gauge("traffic_spool_oldest_pending_age_seconds", self.spool.oldest_pending_age)
+        self.metrics.gauge("traffic_persist_transient_failures_streak", lambda: self.worker.transient_streak)
         self.detector = detector
         if self.detector is None and load_detector:
             from ..detection.factory import build_detector
@@ -176,11 +179,24 @@ class LocalPlatform:
                 "database": self.repo.ping,
                 "object_store": self.store.ping,
                 "model": self._model_ready,
-                "spool": lambda: {"pending": self.spool.depth(), "dead": self.spool.dead_count()},
+                "spool": self.spool_health,
             },
             metrics=self.metrics,
             api_key=self.settings.api_key,
         )
+
+    def spool_health(self) -> dict[str, Any]:
+        """The backlog, and ``degraded`` with the reason while it is old or the store/database is
+        failing (accepted images are safe in the spool; they are only late)."""
+        backlog = self.spool.backlog()
+        reasons = []
+        limit_s = self.settings.backlog_warn_minutes * 60
+        if backlog["oldest_pending_age_s"] > limit_s:
+            reasons.append(f"oldest pending job is {backlog['oldest_pending_age_s']:.0f} s old (limit {limit_s:.0f} s)")
+        if self.worker.transient_streak:
+            reasons.append(f"last {self.worker.transient_streak} persist attempts failed transiently "
+                           f"({self.worker.last_transient_error})"[:500])
+        return {**backlog, **({"degraded": "; ".join(reasons)} if reasons else {})}
 
     def _model_ready(self) -> dict[str, str]:
         if self.detector is None:

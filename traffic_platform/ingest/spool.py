@@ -5,7 +5,7 @@ Layout under the spool directory::
     pending/<capture_id>.job       waiting to be persisted (atomic: written to tmp/, fsync, rename)
     pending/<capture_id>.attempts  failed attempts so far (JSON: count, last error, next try)
     dead/<capture_id>.job          gave up after N attempts; ``.reason.json`` beside it says why
-    tmp/                           half-written files (removed at start-up)
+    tmp/                           half-written files (removed by the worker once an hour old)
 
 A job file is ``b"TPJ1" + 4-byte header length + header JSON + image bytes``.
 Submitting the same capture twice replaces the file with identical content.
@@ -24,6 +24,9 @@ from pathlib import Path
 from .handoff import CaptureJob
 
 MAGIC = b"TPJ1"
+#: A file in tmp/ younger than this may still be written by a request thread of another
+#: process (``serve`` submitting while ``worker`` takes the lock): only older ones are removed.
+TMP_MAX_AGE_S = 3600.0
 
 
 def encode_job(job: CaptureJob) -> bytes:
@@ -73,9 +76,20 @@ class Spool:
         _fsync_dir(target.parent)
 
     # -- consumer side (the worker) -------------------------------------------------
-    def clean_tmp(self) -> None:
+    def clean_tmp(self, max_age_s: float = TMP_MAX_AGE_S, now: float | None = None) -> int:
+        """Remove half-written files left by a crash: only those older than ``max_age_s``
+        (a live writer finishes in well under a second), so a submit in progress elsewhere
+        is never cut off. Returns how many were removed."""
+        now = time.time() if now is None else now
+        removed = 0
         for p in self.tmp.iterdir():
-            p.unlink(missing_ok=True)
+            try:
+                if now - p.stat().st_mtime > max_age_s:
+                    p.unlink()
+                    removed += 1
+            except FileNotFoundError:  # renamed into place meanwhile
+                continue
+        return removed
 
     def ready(self, now: float | None = None) -> Iterator[str]:
         """Capture ids whose next attempt is due, oldest first."""
@@ -140,6 +154,22 @@ class Spool:
 
     def depth(self) -> int:
         return sum(1 for _ in self.pending.glob("*.job"))
+
+    def oldest_pending_age(self, now: float | None = None) -> float:
+        """Seconds since the oldest pending job was submitted (0 when none is pending)."""
+        now = time.time() if now is None else now
+        oldest = None
+        for p in self.pending.glob("*.job"):
+            try:
+                mtime = p.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            oldest = mtime if oldest is None else min(oldest, mtime)
+        return 0.0 if oldest is None else max(0.0, now - oldest)
+
+    def backlog(self, now: float | None = None) -> dict[str, float]:
+        """Pending jobs, dead letters and the oldest pending job's age in seconds."""
+        return {"pending": self.depth(), "dead": self.dead_count(), "oldest_pending_age_s": round(self.oldest_pending_age(now), 3)}
 
     def dead_count(self) -> int:
         return sum(1 for _ in self.dead.glob("*.job"))

@@ -1,8 +1,11 @@
 """The AWS hand-off: one SQS message per capture job (the image goes to S3 first when too big).
 
 The message is sent (and acknowledged by SQS, which stores it redundantly) before the
-caller is answered; the persist Lambda consumes it. Failures are retried by SQS and
-end in the dead-letter queue configured on the queue (redrive policy).
+caller is answered; the persist Lambda consumes it. A transient failure (database or
+store down) is re-sent delayed by the persist Lambda, which therefore needs
+``sqs:SendMessage`` on this queue (and ``TRAFFIC_QUEUE_URL``, else ``sqs:GetQueueUrl``);
+permanent failures are redelivered by SQS and end in the dead-letter queue configured on
+the queue (redrive policy). See :func:`.lambda_handlers.persist_handler`.
 """
 
 from __future__ import annotations

@@ -5,21 +5,18 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from .failures import BACKOFF_BASE_S, BACKOFF_CAP_S, TRANSIENT, backoff_delay, decide, describe
 from .handoff import CaptureJob
 from .spool import Spool
 
 log = logging.getLogger(__name__)
 
-
-def backoff_delay(attempt: int, base: float = 0.5, cap: float = 60.0) -> float:
-    """Exponential back-off with full jitter: attempt 1 -> up to ``base``, doubling up to ``cap``."""
-    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+__all__ = ["SpoolWorker", "backoff_delay"]
 
 
 def _lower_thread_priority(niceness: int = 10) -> None:
@@ -39,8 +36,8 @@ class SpoolWorker:
         persist: Callable[[CaptureJob], object],
         *,
         max_attempts: int = 8,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 60.0,
+        backoff_base: float = BACKOFF_BASE_S,
+        backoff_cap: float = BACKOFF_CAP_S,
         on_persisted: Callable[[CaptureJob], None] | None = None,
         concurrency: int = 1,
     ):
@@ -66,6 +63,10 @@ class SpoolWorker:
         self.persisted = 0
         self.failures = 0
         self.dead_lettered = 0
+        # Consecutive transient failures since the last success, and the last of them
+        # (for /readyz: "degraded" while a dependency is down).
+        self.transient_streak = 0
+        self.last_transient_error: str | None = None
 
     # -- lifecycle --------------------------------------------------------------------
     def acquire(self) -> None:
@@ -91,9 +92,31 @@ class SpoolWorker:
             self._lock_file = None
 
     def start(self, poll_interval: float = 0.25) -> None:
-        self.acquire()
+        """Drain the spool in a background thread. If another process holds the spool's lock
+        (a landing run, ``traffic-platform worker``), the thread waits for it and takes over
+        when it is free; submitting jobs works meanwhile (the holder stores them)."""
+        try:
+            self.acquire()
+        except BlockingIOError:
+            log.info("spool %s is locked by another worker; this one waits and takes over when it is free", self.spool.root)
         self._thread = threading.Thread(target=self.run_forever, args=(poll_interval,), name="spool-worker", daemon=True)
         self._thread.start()
+
+    @property
+    def holds_lock(self) -> bool:
+        return self._lock_file is not None
+
+    def _wait_for_lock(self, poll_interval: float) -> bool:
+        """Try to take the lock until it is ours (True) or the worker is stopped (False)."""
+        while not self._stop.is_set():
+            try:
+                self.acquire()
+            except BlockingIOError:
+                self._stop.wait(max(poll_interval, 0.5))
+                continue
+            log.info("spool %s: took over the worker lock", self.spool.root)
+            return True
+        return False
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -110,6 +133,8 @@ class SpoolWorker:
 
     def run_forever(self, poll_interval: float = 0.25) -> None:
         _lower_thread_priority()
+        if not self.holds_lock and not self._wait_for_lock(poll_interval):
+            return
         while not self._stop.is_set():
             try:
                 self.run_once()
@@ -146,32 +171,60 @@ class SpoolWorker:
             setattr(self, name, getattr(self, name) + 1)
 
     def _process(self, capture_id: str) -> int:
+        """Try one job; never raises, so one bad job cannot stop the others."""
         try:
             job = self.spool.load(capture_id)
         except FileNotFoundError:
             return 0
-        except ValueError as exc:  # corrupt file: nothing a retry can fix
-            self.spool.dead_letter(capture_id, f"unreadable job: {exc}")
-            self._count("dead_lettered")
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # corrupt file: nothing a retry can fix
+            self._give_up(capture_id, f"unreadable job: {describe(exc)}", attempt=1)
+            return 0
+        except Exception as exc:  # the disk (EIO, ...): back off like any other failure
+            self._failed(capture_id, exc)
             return 0
         try:
             self.persist(job)
         except Exception as exc:
-            self._count("failures")
-            reason = f"{type(exc).__name__}: {exc}"[:2000]
-            attempt = self.spool.attempts(capture_id).get("count", 0) + 1
-            if attempt >= self.max_attempts:
-                log.error("capture %s dead-lettered after %d attempts: %s", capture_id, attempt, reason)
-                self.spool.record_failure(capture_id, reason, 0)
-                self.spool.dead_letter(capture_id, reason)
-                self._count("dead_lettered")
-            else:
-                delay = backoff_delay(attempt, self.backoff_base, self.backoff_cap)
-                log.warning("capture %s attempt %d failed (%s); retry in %.2fs", capture_id, attempt, reason, delay)
-                self.spool.record_failure(capture_id, reason, time.time() + delay)
+            self._failed(capture_id, exc)
             return 0
-        self.spool.done(capture_id)
-        self._count("persisted")
+        try:
+            self.spool.done(capture_id)
+        except OSError:  # stored, but the job file stays: the next attempt is an idempotent no-op
+            log.exception("capture %s stored but its spool job could not be removed", capture_id)
+            return 0
+        with self._counts:
+            self.persisted += 1
+            self.transient_streak = 0
         if self.on_persisted:
-            self.on_persisted(job)
+            try:
+                self.on_persisted(job)
+            except Exception:  # a listener's bug must not stop the worker
+                log.exception("on_persisted failed for capture %s", capture_id)
         return 1
+
+    def _failed(self, capture_id: str, exc: Exception) -> None:
+        attempt = self.spool.attempts(capture_id).get("count", 0) + 1
+        decision = decide(exc, attempt, self.max_attempts, base=self.backoff_base, cap=self.backoff_cap)
+        with self._counts:
+            self.failures += 1
+            if decision.kind == TRANSIENT:
+                self.transient_streak += 1
+                self.last_transient_error = decision.reason
+        if not decision.retry:
+            self._give_up(capture_id, decision.reason, attempt)
+            return
+        log.warning("capture %s attempt %d failed (%s); retry in %.2fs", capture_id, attempt, decision.reason, decision.delay_s)
+        try:
+            self.spool.record_failure(capture_id, decision.reason, time.time() + decision.delay_s)
+        except OSError:  # cannot even write the attempts file: the poll interval paces the retries
+            log.exception("capture %s: could not record the failed attempt", capture_id)
+
+    def _give_up(self, capture_id: str, reason: str, attempt: int) -> None:
+        log.error("capture %s dead-lettered after %d attempts: %s", capture_id, attempt, reason)
+        try:
+            self.spool.record_failure(capture_id, reason, 0)
+            self.spool.dead_letter(capture_id, reason)
+        except OSError:
+            log.exception("capture %s: could not move the job to dead/", capture_id)
+            return
+        self._count("dead_lettered")

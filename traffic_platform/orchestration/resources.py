@@ -148,6 +148,16 @@ class IngestResource(dg.ConfigurableResource):
         settings.validate()
         return settings
 
+    def spool_backlog(self) -> dict[str, float] | None:
+        """The local spool's backlog (pending, dead, oldest pending age in seconds), or ``None``
+        where this home has no spool directory (the AWS home hands off through SQS)."""
+        from ..ingest.spool import Spool
+
+        spool_dir = self.settings().spool_dir
+        if not (spool_dir / "pending").is_dir():
+            return None
+        return Spool(spool_dir).backlog()
+
     @contextmanager
     def open_platform(self) -> Iterator[LocalPlatform]:
         """The local platform (database, store, spool, worker) with the process-wide detector.

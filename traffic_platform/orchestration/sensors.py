@@ -1,11 +1,16 @@
 """Sensors: re-materialise reporting partitions touched by late-arriving captures.
 
 Rule: every capture newly stored since the cursor (``captures.stored_at``: rows are written
-asynchronously, so ``ingested_at`` could land behind the cursor; ties
-broken by ``capture_id``) touches the partition of its local ``captured_at`` date. Days
-before today (UTC) are requested, once per sensor tick and day; today and later are left
-to the 15-minute schedule. On its first tick the sensor starts at the newest capture
-without requesting anything (history is rebuilt by a backfill, not by the sensor).
+asynchronously, so ``ingested_at`` could land behind the cursor) touches the partition of
+its local ``captured_at`` date. Days before today (UTC) are requested, once per sensor tick
+and day; today and later are left to the 15-minute schedule. On its first tick the sensor
+starts at the newest capture without requesting anything (history is rebuilt by a
+backfill, not by the sensor).
+
+``stored_at`` is set in Python before the commit, so with concurrent persisters a capture
+can become visible *after* the cursor passed its ``stored_at``. Each tick therefore
+re-reads an overlap window (``OVERLAP`` before the newest ``stored_at`` seen) and skips the
+captures it already counted (their ids, kept in the cursor for that window).
 
 Also here: ``landing_ingest_sensor`` (objects dropped under ``landing/`` -> ``landing_ingest_job``
 through the ingest service, see :mod:`.landing`) and ``redetect_reporting_sensor`` (a
@@ -14,10 +19,11 @@ see :mod:`.redetect`).
 """
 
 
+import hashlib
 import json
 import time
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import dagster as dg
 from sqlalchemy import DateTime, bindparam, text
@@ -30,52 +36,70 @@ from .resources import DatabaseResource, ObjectStoreResource
 from .schedules import TAG_TRIGGER
 from .sql.aggregation import ModelKey
 
-BATCH = 50_000  # captures read per tick; more are picked up by the next tick
+BATCH = 50_000  # new captures read per tick; more are picked up by the next tick
+# How late a commit may become visible after its stored_at: one transaction (lock waits end
+# after innodb_lock_wait_timeout, 50 s; a retried one takes a fresh stored_at) plus the clock
+# skew between persister hosts. Ten minutes is a wide margin for both.
+OVERLAP = timedelta(minutes=10)
+SEEN_ID_CHARS = 16  # 64 bits of the capture id: enough to tell the window's captures apart
 
 _NEWEST = text("SELECT capture_id, stored_at FROM captures ORDER BY stored_at DESC, capture_id DESC LIMIT 1").columns(
     stored_at=DateTime
 )
 _SINCE = text(
     "SELECT capture_id, stored_at, captured_at FROM captures"
-    " WHERE stored_at > :after OR (stored_at = :after AND capture_id > :after_id)"
-    " ORDER BY stored_at, capture_id LIMIT :batch"
+    " WHERE stored_at >= :since ORDER BY stored_at, capture_id LIMIT :batch"
 ).columns(stored_at=DateTime, captured_at=DateTime)
 
 
-def _encode(stored_at: datetime, capture_id: str) -> str:
-    return json.dumps({"stored_at": stored_at.isoformat(), "capture_id": capture_id})
+def _encode(stored_at: datetime, capture_id: str, seen: list[str]) -> str:
+    return json.dumps({"stored_at": stored_at.isoformat(), "capture_id": capture_id, "seen": sorted(seen)})
 
 
-def _decode(cursor: str) -> tuple[datetime, str]:
+def _decode(cursor: str) -> tuple[datetime, set[str]]:
+    """The newest stored_at seen and the captures counted in the overlap window before it
+    (a cursor of an older version has no ``seen``: its window is counted once more, harmlessly)."""
     data = json.loads(cursor)
-    return datetime.fromisoformat(data["stored_at"]), str(data["capture_id"])
+    return datetime.fromisoformat(data["stored_at"]), set(data.get("seen", []))
+
+
+def _seen_in_window(rows, newest: datetime) -> list[str]:
+    return [row[0][:SEEN_ID_CHARS] for row in rows if row[1] >= newest - OVERLAP]
 
 
 def late_capture_requests(database: DatabaseResource, cursor: str | None, today: date) -> tuple[list[dg.RunRequest], str | None, dict]:
-    """The run requests for captures ingested after ``cursor``, the new cursor and figures."""
+    """The run requests for captures stored after ``cursor`` (or committed late inside its
+    overlap window), the new cursor and figures."""
     with database.get_engine().connect() as conn:
         if cursor is None:
             newest = conn.execute(_NEWEST).first()
-            return [], (None if newest is None else _encode(newest[1], newest[0])), {"initialised": True}
-        after, after_id = _decode(cursor)
+            if newest is None:
+                return [], None, {"initialised": True}
+            window = conn.execute(_SINCE.bindparams(bindparam("since", newest[1] - OVERLAP, type_=DateTime),
+                                                    bindparam("batch", BATCH))).all()
+            return [], _encode(newest[1], newest[0], _seen_in_window(window, newest[1])), {"initialised": True}
+        watermark, seen = _decode(cursor)
         rows = conn.execute(
-            _SINCE.bindparams(bindparam("after", after, type_=DateTime), bindparam("after_id", after_id), bindparam("batch", BATCH))
+            _SINCE.bindparams(bindparam("since", watermark - OVERLAP, type_=DateTime), bindparam("batch", BATCH + len(seen)))
         ).all()
-    if not rows:
+    new = [row for row in rows if row[0][:SEEN_ID_CHARS] not in seen]
+    if not new:
         return [], cursor, {"new_captures": 0}
     days: dict[date, int] = {}
-    for _, _, captured_at in rows:
+    for _, _, captured_at in new:
         days[captured_at.date()] = days.get(captured_at.date(), 0) + 1
-    new_cursor = _encode(rows[-1][1], rows[-1][0])
+    newest = max(watermark, rows[-1][1])
+    new_cursor = _encode(newest, rows[-1][0], _seen_in_window(rows, newest))
+    tick = hashlib.sha256(new_cursor.encode()).hexdigest()[:16]
     start = configured_start()
     late = sorted(d for d in days if in_partitions(d, today, start) and d < today)
     skipped = sorted(d.isoformat() for d in days if not in_partitions(d, today, start))
     requests = [
-        reporting_run_request(partition_key_for(d), run_key=f"late:{partition_key_for(d)}:{new_cursor}",
+        reporting_run_request(partition_key_for(d), run_key=f"late:{partition_key_for(d)}:{tick}",
                               tags={TAG_TRIGGER: "late_captures"})
         for d in late
     ]
-    return requests, new_cursor, {"new_captures": len(rows), "late_days": [d.isoformat() for d in late],
+    return requests, new_cursor, {"new_captures": len(new), "late_days": [d.isoformat() for d in late],
                                   "days_outside_partitions": skipped}
 
 
@@ -85,7 +109,7 @@ def late_capture_requests(database: DatabaseResource, cursor: str | None, today:
     minimum_interval_seconds=120,
     default_status=dg.DefaultSensorStatus.STOPPED,
     description="Re-materialise the reporting partitions (local days before today) that newly ingested "
-    "captures fall into; cursor on captures.stored_at.",
+    "captures fall into; cursor on captures.stored_at with a 10-minute overlap window (late commits).",
 )
 def late_captures_sensor(context: dg.SensorEvaluationContext, database: DatabaseResource) -> dg.SensorResult:
     today = datetime.now(UTC).date()

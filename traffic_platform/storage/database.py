@@ -1,6 +1,7 @@
 """Engines and schema migrations.
 
-* :func:`make_engine` — one engine per process (pooled, pre-pinged). SQLite gets WAL,
+* :func:`make_engine` — one engine per process (pooled, pre-pinged). SQLite gets WAL with
+  ``synchronous=FULL`` (a commit survives a power cut before the spool forgets the job),
   foreign keys, a busy timeout and real transactions (SQLAlchemy emits ``BEGIN``);
   MySQL/MariaDB get ``utf8mb4``.
 * :func:`upgrade` / :func:`current_revision` — Alembic, configured in code (no ini file).
@@ -58,7 +59,11 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA synchronous = NORMAL")  # durable with WAL except on power loss
+        # FULL, not NORMAL: with WAL, NORMAL may lose the last commits on a power cut, and the
+        # spool worker deletes its job file (fsync'ed) right after the commit returns, so a
+        # rolled-back commit would be a lost capture. FULL syncs the WAL on every commit (one
+        # fsync per capture; readers pay nothing).
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -144,3 +144,59 @@ def test_misconfigured_ingest_lambda_answers_503(monkeypatch):
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["error"]["code"] == "service_unavailable"
     lambda_handlers._settings.cache_clear()
+
+
+def test_transient_failures_are_requeued_with_a_delay_never_dead_lettered(s3_settings, s3_server, db_url, tiny_detector):
+    """A database outage: each failed delivery is sent again delayed (attempt count in an attribute)
+    and acknowledged, so the receive count never reaches maxReceiveCount; a permanent failure is
+    reported and SQS's redrive moves it to the DLQ."""
+    import time
+    import uuid
+
+    from traffic_platform.config import Settings
+
+    from .sqs_lambda import create_queue_with_dlq, poll_once, queue_depth
+
+    sqs = boto3.client("sqs", endpoint_url=s3_server, region_name=s3_settings.s3_region)
+    queue_url, dlq_url = create_queue_with_dlq(sqs, f"requeue-{uuid.uuid4().hex[:8]}", max_receive_count=2, visibility_s=1)
+    store = open_object_store(s3_settings)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    good = Persister(Repository(engine), store)
+    api = Api(IngestService(s3_settings, tiny_detector, SqsHandoff(sqs, queue_url, store)))
+    response = ingest_handler(rest_v1_event(images.jpeg_bytes(images.street_scene(320, 240, seed=7)), NAME), None, api=api)
+    capture_id = json.loads(response["body"])["capture_id"]
+
+    class DatabaseDown:
+        store = good.store
+        repo = good.repo
+
+        @staticmethod
+        def persist(job):
+            raise ConnectionRefusedError(111, "Can't connect to MySQL server")
+
+    fast = Settings(persist_max_attempts=2, persist_backoff_cap_s=1.0)  # delays of 1 s (SQS's smallest)
+    for attempt in range(1, 5):  # twice maxReceiveCount, and past max_attempts
+        deadline = time.monotonic() + 10
+        while not (n := poll_once(sqs, queue_url, persister=DatabaseDown, settings=fast)[0]) and time.monotonic() < deadline:
+            pass
+        assert n == 1, f"attempt {attempt}: the re-queued message did not come back"
+        assert queue_depth(sqs, dlq_url) == 0
+    messages = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=3, MessageAttributeNames=["All"],
+                                   AttributeNames=["All"])["Messages"]
+    assert messages[0]["MessageAttributes"]["traffic_attempt"]["StringValue"] == "4"
+    assert messages[0]["Attributes"]["ApproximateReceiveCount"] == "1"  # a fresh message each time
+    sqs.change_message_visibility(QueueUrl=queue_url, ReceiptHandle=messages[0]["ReceiptHandle"], VisibilityTimeout=0)
+    assert poll_once(sqs, queue_url, wait_s=3, persister=good, settings=fast) == (1, {"batchItemFailures": []})
+    assert good.repo.capture_exists(capture_id) and queue_depth(sqs, queue_url) == 0
+
+    sqs.send_message(QueueUrl=queue_url, MessageBody="{not json")  # permanent: reported, redriven to the DLQ
+    for _ in range(2):
+        time.sleep(1.1)
+        assert poll_once(sqs, queue_url, wait_s=3, persister=good, settings=fast)[1]["batchItemFailures"]
+    time.sleep(1.1)
+    sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1)  # the third receive redrives it
+    assert queue_depth(sqs, dlq_url) == 1
+    for url in (queue_url, dlq_url):
+        sqs.delete_queue(QueueUrl=url)
+    engine.dispose()

@@ -7,11 +7,13 @@ that the tests cut off and restore.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -146,3 +148,122 @@ def test_rejections_never_reach_the_spool(proxied, tiny_detector):
             with pytest.raises(TrafficPlatformError):
                 platform.service.ingest(name, data)
         assert platform.spool.depth() == 0
+
+
+# -- long outages with the DEFAULT settings -------------------------------------------------
+# The database is cut at t=0 s, the object store at t=60 s; the database comes back at 130 s
+# and the store at 190 s: each is down for 130 s (more than two minutes), both together for
+# 70 s. One image is uploaded every UPLOAD_EVERY_S throughout and must be answered 201.
+OUTAGE_PLAN = ((0.0, "database", "down"), (60.0, "object_store", "down"), (130.0, "database", "up"), (190.0, "object_store", "up"))
+UPLOAD_EVERY_S = 6.0
+BOTH_DOWN_AT_S = 100.0
+
+
+def run_outage_plan(proxies: dict[str, TcpProxy], api, *, while_both_down=None) -> dict[str, int]:
+    """Follow OUTAGE_PLAN while POSTing one image per UPLOAD_EVERY_S; returns {capture_id: detections}."""
+    from traffic_platform.ingest.api import Request
+
+    started = time.monotonic()
+    plan, accepted, probed = list(OUTAGE_PLAN), {}, False
+    items = iter(uploads(60))
+    next_upload = 0.0
+    while plan or next_upload <= OUTAGE_PLAN[-1][0]:
+        now = time.monotonic() - started
+        while plan and plan[0][0] <= now:
+            _, name, action = plan.pop(0)
+            getattr(proxies[name], action)()
+        if while_both_down and not probed and now >= BOTH_DOWN_AT_S:
+            while_both_down()
+            probed = True
+        if now >= next_upload:
+            name, data = next(items)
+            response = api.handle(Request("POST", "/v1/images", {"filename": name}, {"content-type": "image/jpeg"}, data))
+            assert response.status == 201, response.body  # answered during the outage
+            answer = json.loads(response.body)
+            accepted[answer["capture_id"]] = len(answer["detections"])
+            next_upload += UPLOAD_EVERY_S
+        time.sleep(0.2)
+    return accepted
+
+
+def test_two_minute_outages_on_the_spool_path_lose_nothing(proxied, tiny_detector):
+    settings, db_proxy, s3_proxy = proxied  # default retry settings: 8 attempts, back-off cap 30 s
+    started = time.monotonic()
+    with LocalPlatform(settings, detector=tiny_detector) as platform:
+        def degraded_while_down():
+            health = platform.spool_health()
+            assert "failed transiently" in health.get("degraded", ""), health
+            assert platform.spool.dead_count() == 0
+
+        accepted = run_outage_plan({"database": db_proxy, "object_store": s3_proxy}, platform.api(),
+                                   while_both_down=degraded_while_down)
+        assert len(accepted) >= 30
+        assert platform.worker.drain(timeout=600), f"still pending: {platform.spool.depth()}"
+        assert platform.spool.dead_count() == 0 and platform.worker.dead_lettered == 0
+        assert platform.worker.failures > 0
+        assert_all_stored_once(platform, accepted)
+    print(f"spool path: {len(accepted)} images, outage plan + drain took {time.monotonic() - started:.0f} s")
+
+
+def test_two_minute_outages_on_the_sqs_path_lose_nothing(proxied, tiny_detector, s3_server):
+    """Ingest Lambda -> SQS (moto over HTTP) -> persist Lambda, polled as Lambda's event source
+    mapping does, with a DLQ after 2 receives: the outages must not walk anything into it."""
+    import threading
+    import uuid
+
+    import boto3
+
+    from traffic_platform.ingest.api import Api
+    from traffic_platform.ingest.persist import Persister
+    from traffic_platform.ingest.service import IngestService
+    from traffic_platform.ingest.sqs_handoff import SqsHandoff
+    from traffic_platform.storage.database import make_engine, upgrade
+    from traffic_platform.storage.objectstore import open_object_store
+    from traffic_platform.storage.repository import Repository
+
+    from .sqs_lambda import create_queue_with_dlq, poll_once, queue_depth
+
+    settings, db_proxy, s3_proxy = proxied
+    started = time.monotonic()
+    sqs = boto3.client("sqs", endpoint_url=s3_server, region_name=settings.s3_region)  # SQS itself stays up
+    queue_url, dlq_url = create_queue_with_dlq(sqs, f"outage-{uuid.uuid4().hex[:8]}", max_receive_count=2)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    store = open_object_store(settings)
+    persister = Persister(Repository(engine), store)
+    api = Api(IngestService(settings, tiny_detector, SqsHandoff(sqs, queue_url, store)))
+    stop, deliveries, problems = threading.Event(), [], []
+
+    def lambda_service():
+        while not stop.is_set():
+            try:
+                n, result = poll_once(sqs, queue_url, persister=persister, settings=Settings())  # default settings
+            except Exception as exc:  # noqa: BLE001 - reported below, the poller keeps going
+                problems.append(repr(exc))
+                continue
+            deliveries.append(n)
+            problems.extend(result["batchItemFailures"])
+
+    def nothing_dead_lettered():
+        assert queue_depth(sqs, dlq_url) == 0 and not problems, problems
+
+    poller = threading.Thread(target=lambda_service, daemon=True)
+    poller.start()
+    try:
+        accepted = run_outage_plan({"database": db_proxy, "object_store": s3_proxy}, api, while_both_down=nothing_dead_lettered)
+        assert len(accepted) >= 30
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not all(persister.repo.capture_exists(c) for c in accepted):
+            time.sleep(1)
+        stop.set()
+        poller.join(120)
+        assert not poller.is_alive()
+        assert problems == []
+        assert queue_depth(sqs, dlq_url) == 0 and queue_depth(sqs, queue_url) == 0
+        assert_all_stored_once(SimpleNamespace(engine=engine, repo=persister.repo, store=store), accepted)
+    finally:
+        stop.set()
+        for url in (queue_url, dlq_url):
+            sqs.delete_queue(QueueUrl=url)
+        engine.dispose()
+    print(f"SQS path: {len(accepted)} images, {sum(deliveries)} deliveries, took {time.monotonic() - started:.0f} s")

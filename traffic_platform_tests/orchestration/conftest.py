@@ -12,6 +12,7 @@ from traffic_platform.orchestration.assets.reporting import reporting_assets
 from traffic_platform.orchestration.checks.ingest_health import (
     captures_fresh_per_location,
     ingest_health_checks,
+    spool_backlog_not_stale,
 )
 from traffic_platform.orchestration.checks.ingest_quality import ingest_quality_checks
 from traffic_platform.orchestration.checks.reporting import reporting_checks
@@ -21,7 +22,7 @@ from traffic_platform.orchestration.resources import DatabaseResource
 PARTITIONS = daily_partitions()  # the default start, 2022-01-01
 REPORTING_ASSETS = reporting_assets(PARTITIONS)
 ALL_PARTITION_CHECKS = [*ingest_quality_checks(PARTITIONS), *reporting_checks(PARTITIONS),
-                        *(c for c in ingest_health_checks(PARTITIONS) if c is not captures_fresh_per_location)]
+                        *(c for c in ingest_health_checks(PARTITIONS) if c not in (captures_fresh_per_location, spool_backlog_not_stale))]
 
 
 @pytest.fixture(autouse=True)

@@ -103,3 +103,31 @@ def test_dim_locations_and_views(repo, engine, db_url, materialize_day):
         assert tuple(via_view) == tuple(via_table) and via_view[1] > 0
     # applying the views twice is fine (CREATE OR REPLACE / DROP + CREATE)
     assert dg.materialize([reporting_views], resources={"database": DatabaseResource(url=db_url)}).success
+
+
+def test_late_capture_sensor_sees_a_capture_committed_after_the_cursor_passed_its_stored_at(repo, db_url):
+    """Two persisters: B takes stored_at first but commits after A, and after a sensor tick that
+    moved the cursor to A's stored_at. B's day must still be rebuilt (once)."""
+    database = DatabaseResource(url=db_url)
+    today = date(2022, 10, 14)
+    rng = datagen.random.Random(7)
+    first, _ = datagen.make_record(rng, datagen.LOCATIONS[0], datetime(2022, 10, 13, 9, 0), ingested_at=datetime(2026, 11, 25, 9, 0),
+                                   distorted=False, model=datagen.INGEST_V1, n_detections=1)
+    repo.save_capture(first)
+    _, cursor, _ = late_capture_requests(database, None, today)
+    a, _ = datagen.make_record(rng, datagen.LOCATIONS[0], datetime(2022, 10, 13, 10, 0), ingested_at=datetime(2026, 11, 25, 9, 1),
+                               distorted=False, model=datagen.INGEST_V1, n_detections=1)
+    repo.save_capture(a)
+    requests, cursor, _ = late_capture_requests(database, cursor, today)
+    assert [r.partition_key for r in requests] == ["2022-10-13"]
+    a_stored_at = datetime.fromisoformat(repo.get_capture(a.capture_id)["stored_at"])
+    # B: its stored_at was taken 30 s before A's, its commit lands only now
+    b, _ = datagen.make_record(rng, datagen.LOCATIONS[1], datetime(2022, 10, 11, 7, 0), ingested_at=datetime(2026, 11, 25, 9, 0),
+                               distorted=False, model=datagen.INGEST_V1, n_detections=1)
+    repo.save_capture(b)
+    with repo.engine.begin() as conn:
+        conn.execute(text("UPDATE captures SET stored_at = :t WHERE capture_id = :c").bindparams(
+            sa.bindparam("t", a_stored_at - timedelta(seconds=30), type_=sa.DateTime)), {"c": b.capture_id})
+    requests, cursor, figures = late_capture_requests(database, cursor, today)
+    assert [r.partition_key for r in requests] == ["2022-10-11"] and figures["new_captures"] == 1
+    assert late_capture_requests(database, cursor, today)[:2] == ([], cursor)  # counted once

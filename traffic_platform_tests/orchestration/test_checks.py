@@ -259,3 +259,35 @@ def test_observation_job_observes_tables_and_runs_freshness(repo, db_url, make_r
         assert captures_obs.metadata["rows"].value == 1
         fresh = {e.check_name: e for e in result.get_asset_check_evaluations()}["captures_fresh_per_location"]
         assert not fresh.passed and fresh.metadata["stale_locations"].value == 1
+
+
+# -- spool backlog ----------------------------------------------------------------------
+
+
+def test_spool_backlog_check_warns_on_an_old_pending_job(repo, db_url, tmp_path, monkeypatch):
+    import os
+    import time
+
+    from traffic_platform.ingest.spool import Spool
+    from traffic_platform.orchestration.checks.ingest_health import check_spool_backlog
+    from traffic_platform.orchestration.definitions import defs as load_definitions
+    from traffic_platform.orchestration.resources import DatabaseResource
+
+    from ..ingest.jobs_factory import make_job
+
+    assert check_spool_backlog(None, 10).passed  # the AWS home has no spool
+    monkeypatch.setenv("TRAFFIC_BACKLOG_WARN_MINUTES", "5")
+    spool = Spool(tmp_path / "home" / "spool")  # TRAFFIC_HOME of these tests
+    job = make_job(1)
+    spool.submit(job)
+    os.utime(spool.pending / f"{job.capture_id}.job", (time.time() - 6 * 60,) * 2)
+    job_def = load_definitions().resolve_job_def("ingest_observation_job")
+    with dg.instance_for_test() as instance:
+        result = job_def.execute_in_process(instance=instance, resources={"database": DatabaseResource(url=db_url)})
+    assert result.success
+    backlog = {e.check_name: e for e in result.get_asset_check_evaluations()}["spool_backlog_not_stale"]
+    assert not backlog.passed and backlog.severity == dg.AssetCheckSeverity.WARN
+    assert backlog.metadata["pending"].value == 1 and backlog.metadata["max_age_s"].value == 300
+    assert backlog.metadata["oldest_pending_age_s"].value >= 360
+    spool.done(job.capture_id)
+    assert check_spool_backlog(spool.backlog(), 5).passed

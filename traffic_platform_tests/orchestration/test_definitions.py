@@ -25,7 +25,8 @@ EXPECTED_ASSETS = {
 BLOCKING_CHECKS = {"detection_scores_in_range", "detection_boxes_valid", "traffic_classes_allowed",
                    "counts_reconcile_with_detections", "no_orphans", "traffic_counts_15min_reconcile",
                    "traffic_counts_hourly_reconcile", "traffic_counts_daily_reconcile"}
-WARNING_CHECKS = {"no_duplicate_content", "distorted_rate_anomaly", "daily_count_anomaly", "captures_fresh_per_location"}
+WARNING_CHECKS = {"no_duplicate_content", "distorted_rate_anomaly", "daily_count_anomaly", "captures_fresh_per_location",
+                  "spool_backlog_not_stale"}
 SCHEDULES = {"reporting_current_day_every_15_min", "reporting_nightly_finalisation", "ingest_observation_every_15_min", "serving_hourly"}
 SENSORS = {"late_captures_sensor", "landing_ingest_sensor", "redetect_reporting_sensor"}
 

@@ -103,6 +103,22 @@ def test_sqlite_engine_uses_wal_foreign_keys_and_busy_timeout(tmp_path):
         engine.dispose()
 
 
+def test_sqlite_writer_commits_are_durable_before_the_spool_forgets_the_job(tmp_path):
+    """synchronous=FULL (2) on every connection, the writer's included: a commit that returned
+    survives a power cut, so the spool worker may delete the job file right after it."""
+    from traffic_platform.storage.database import writer
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with writer(engine).begin() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+    finally:
+        engine.dispose()
+
+
 def test_sqlite_enforces_foreign_keys(engine):
     from sqlalchemy.exc import IntegrityError
 

@@ -1,4 +1,4 @@
-"""Warning checks on ingest health: duplicates, distorted-rate anomalies, freshness.
+"""Warning checks on ingest health: duplicates, distorted-rate anomalies, freshness, spool backlog.
 
 They never block the counts (severity WARN): the numbers are still right, but someone
 should look (a camera re-sending, a lens getting dirty, a camera gone quiet).
@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 from ..assets.ingest_tables import CAPTURES, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
 from ..partitions import partition_day
-from ..resources import DatabaseResource
+from ..resources import DatabaseResource, IngestResource
 from ..settings import OrchestrationSettings
 from .ingest_quality import SAMPLE, partition_params
 from .partitioned import partition_check
@@ -152,6 +152,29 @@ def captures_fresh_per_location(context: dg.AssetCheckExecutionContext, database
         return check_freshness(conn, OrchestrationSettings.from_env())
 
 
+# -- spool backlog ----------------------------------------------------------------------
+
+
+def check_spool_backlog(backlog: dict[str, float] | None, warn_minutes: float) -> dg.AssetCheckResult:
+    """Warn when the oldest job waiting in the local spool is older than ``warn_minutes``: accepted
+    images are safe there, but the tables (and the reports) are behind until it drains."""
+    limit_s = warn_minutes * 60
+    if backlog is None:
+        return _warn(True, {"spool": "none in this home", "max_age_s": limit_s})
+    return _warn(backlog["oldest_pending_age_s"] <= limit_s, {**backlog, "max_age_s": limit_s})
+
+
+@dg.asset_check(
+    asset=CAPTURES,
+    name="spool_backlog_not_stale",
+    description="The oldest capture job waiting in the local spool (accepted, not yet stored) is younger than "
+    "TRAFFIC_BACKLOG_WARN_MINUTES (10): else the database or object store has been failing for that long.",
+)
+def spool_backlog_not_stale(context: dg.AssetCheckExecutionContext, ingest: IngestResource) -> dg.AssetCheckResult:
+    return check_spool_backlog(ingest.spool_backlog(), ingest.settings().backlog_warn_minutes)
+
+
 def ingest_health_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The warning checks on ingest health; the per-day ones partitioned by ``partitions``."""
-    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location]
+    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location,
+            spool_backlog_not_stale]
