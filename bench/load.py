@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
                     i += args.clients
                     t = time.perf_counter()
                     try:
-                        status, _ = post_image(conn, names(img["ext"], k % 5), img["data"], img["content_type"])
+                        status, payload = post_image(conn, names(img["ext"], k % 5), img["data"], img["content_type"])
+                        if status != 201:
+                            log(f"  client {k}: HTTP {status} {str(payload)[:300]} ({img['name']})")
                     except (OSError, http.client.HTTPException) as exc:
                         log(f"  client {k}: {type(exc).__name__}: {exc}")
                         status = 0

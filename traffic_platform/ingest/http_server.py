@@ -50,7 +50,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from .api import Api, Request, Response
+from .api import Api, Request, Response, route_name
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class AsgiAdapter:
         bounded = path not in _UNBOUNDED_PATHS
         if bounded and self.in_flight >= self.max_concurrency:
             status, code, message, headers = busy_error("requests")
-            await self._send_error(send, status, code, message, headers, close=True)
+            await self._send_error(scope, send, status, code, message, headers, close=True)
             return
         self.in_flight += bounded
         try:
@@ -250,13 +250,13 @@ class AsgiAdapter:
         # h11 bounds headers that arrive in pieces; ones that arrive in one read are parsed whole.
         if sum(len(k) + len(v) + 4 for k, v in scope["headers"]) + len(scope["raw_path"]) + len(scope["query_string"]) > MAX_HEADER_BYTES:
             status, code, message = _framing_error(h11.RemoteProtocolError("Receive buffer too long", error_status_hint=431))
-            await self._send_error(send, status, code, message, close=True)
+            await self._send_error(scope, send, status, code, message, close=True)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         length = int(headers.get("content-length") or 0)  # h11 has checked it is a non-negative integer
         if length > self.max_body:
             message = f"The upload is {length / 1e6:.1f} MB; the limit is {self.max_body / 1e6:.1f} MB."
-            await self._send_error(send, 413, "upload_too_large", message, close=True)
+            await self._send_error(scope, send, 413, "upload_too_large", message, close=True)
             return
         try:
             body = await self._read_body(receive)
@@ -265,11 +265,11 @@ class AsgiAdapter:
             return
         except TimeoutError:
             message = f"The body did not arrive within {self.body_timeout_s:g} s; nothing was stored."
-            await self._send_error(send, 408, "body_timeout", message, close=True)
+            await self._send_error(scope, send, 408, "body_timeout", message, close=True)
             return
         except _TooLarge:
             message = f"The upload is over the limit of {self.max_body / 1e6:.1f} MB."
-            await self._send_error(send, 413, "upload_too_large", message, close=True)
+            await self._send_error(scope, send, 413, "upload_too_large", message, close=True)
             return
         request = Request(
             method=scope["method"],
@@ -307,7 +307,9 @@ class AsgiAdapter:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body, "more_body": False})
 
-    async def _send_error(self, send, status: int, code: str, message: str, headers: dict[str, str] | None = None, close: bool = False) -> None:
+    async def _send_error(self, scope: dict, send, status: int, code: str, message: str, headers: dict[str, str] | None = None, close: bool = False) -> None:
+        """An answer of the adapter itself (the request never reached the Api); counted in /metrics."""
+        self.api.metrics.observe(route_name(scope["path"]), status, code, 0.0)
         body = json.dumps({"error": {"code": code, "message": message}}).encode()
         await self._send(send, Response(status, body, headers=dict(headers or {})), close=close)
 

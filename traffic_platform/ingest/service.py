@@ -169,12 +169,14 @@ class PixelBudget:
 
     A 7000x7000 upload costs ~0.8 GB while it is decoded, measured and detected (RGB copy,
     grey copy, model input); ``settings.decode_budget_pixels`` bounds the sum over the
-    images in flight. An image waits up to ``wait_s`` for room, then is refused with 503
+    images in flight. An image waits up to ``wait_s`` for room (queued behind the images
+    being decoded: 2 s was too short at saturation with 21-MP photos, ``bench/load.py``),
+    then is refused with 503
     ``decode_budget_exhausted`` (``Retry-After``). One image larger than the whole budget
     is admitted alone (it was already accepted by ``max_pixels``).
     """
 
-    def __init__(self, pixels: int, wait_s: float = 2.0):
+    def __init__(self, pixels: int, wait_s: float = 10.0):
         self.total = pixels
         self.wait_s = wait_s
         self.in_use = 0

@@ -242,6 +242,8 @@ def test_over_concurrency_gets_503_with_retry_after():
         assert status == 503 and json_error(body)["code"] == "server_busy"
         assert int(headers["retry-after"]) >= 1
         assert http("GET", f"{server.url}/healthz")[0] == 200  # probes are never refused
+        metrics = http("GET", f"{server.url}/metrics")[1].decode()
+        assert 'traffic_requests_total{route="images",status="503",code="server_busy"} 1' in metrics
         service.release.set()
         for t in threads:
             t.join(10)
