@@ -140,6 +140,7 @@ class _Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.discarding = False
+        self._refused = False
         self._header_timer: asyncio.TimerHandle | None = None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -148,6 +149,7 @@ class _Protocol(H11Protocol):
         super().connection_made(_LingeringTransport(transport, self))  # type: ignore[arg-type]
         if len(self.connections) > self.max_connections:
             status, code, message, headers = busy_error("connections")
+            self._refused = True  # its request is on the way: linger so that it reads the answer
             self._answer_and_close(error_bytes(status, code, message, headers))
             return
         self._arm_header_timer()
@@ -155,7 +157,7 @@ class _Protocol(H11Protocol):
     def client_still_sending(self) -> bool:
         """Whether the client may still be sending (a body, or a request we did not finish reading)."""
         state = self.conn.their_state
-        return state in (h11.SEND_BODY, h11.ERROR) or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
+        return self._refused or state in (h11.SEND_BODY, h11.ERROR) or (state is h11.IDLE and bool(self.conn.trailing_data[0]))
 
     def data_received(self, data: bytes) -> None:
         if self.discarding:
@@ -176,10 +178,6 @@ class _Protocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        # The keep-alive timer now runs; the next request's header timer starts with its first byte.
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None:

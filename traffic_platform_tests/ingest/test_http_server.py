@@ -293,3 +293,17 @@ def test_absurd_aspect_ratio_is_a_422_not_a_500(lp, size):
         status, body, _ = http("POST", f"{server.url}/v1/images?filename={name}", buf.getvalue())
     assert status == 422 and body["error"]["code"] == "image_distorted"
     assert "too_small" in body["error"]["details"]["reasons"]
+
+
+def test_server_and_budget_settings_come_from_the_environment():
+    from traffic_platform.domain.errors import ConfigurationError
+
+    s = Settings.from_env({
+        "TRAFFIC_DECODE_BUDGET_PIXELS": "5000000", "TRAFFIC_HTTP_MAX_CONCURRENCY": "4",
+        "TRAFFIC_HTTP_HEADER_TIMEOUT_S": "2.5", "TRAFFIC_HTTP_BODY_TIMEOUT_S": "30",
+    })  # fmt: skip
+    assert (s.decode_budget_pixels, s.http_max_concurrency, s.http_header_timeout_s, s.http_body_timeout_s) == (5_000_000, 4, 2.5, 30.0)
+    with pytest.raises(ConfigurationError, match="TRAFFIC_HTTP_MAX_CONCURRENCY"):
+        Settings.from_env({"TRAFFIC_HTTP_MAX_CONCURRENCY": "0"})
+    with pytest.raises(ConfigurationError, match="TRAFFIC_DECODE_BUDGET_PIXELS"):
+        Settings.from_env({"TRAFFIC_DECODE_BUDGET_PIXELS": "lots"})
