@@ -366,6 +366,35 @@ def run_load(
     return samples, t_start, t_end
 
 
+def load_photos(folder: Path) -> tuple[list[dict], list[Any], list[str]]:
+    """The normal photos of ``folder`` (``BAD_*`` skipped) that pass decode + quality gate:
+    (upload dicts, decoded pictures, what was skipped and why)."""
+    from traffic_platform.config import Settings
+    from traffic_platform.domain.images import decode_image
+    from traffic_platform.domain.quality import assess_quality
+
+    images: list[dict] = []
+    decoded_pictures = []
+    skipped = []
+    base_settings = Settings()
+    for path in sorted(folder.iterdir()):
+        ext = path.suffix.lower().lstrip(".")
+        if path.name.startswith("BAD_") or ext not in ("jpg", "jpeg", "png"):
+            continue
+        data = path.read_bytes()
+        try:
+            dec = decode_image(data, max_bytes=base_settings.max_upload_bytes, max_pixels=base_settings.max_pixels)
+        except Exception as exc:
+            skipped.append(f"{path.name} ({type(exc).__name__})")
+            continue
+        if not assess_quality(dec.image, base_settings.quality).ok:
+            skipped.append(f"{path.name} (quality gate)")
+            continue
+        images.append({"name": path.name, "data": data, "ext": ext, "content_type": dec.content_type, "size": dec.size})
+        decoded_pictures.append(dec.image)
+    return images, decoded_pictures, skipped
+
+
 # --------------------------------------------------------------------------- model
 def build_tiny_model(workdir: Path) -> str:
     """A tiny end-to-end ONNX graph (the tests' contract graph) when the real model is absent."""
@@ -545,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mariadb-url", default=DEFAULT_MARIADB, help="admin URL; a fresh database is created and dropped")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="where the '## Ingest' section goes")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write RESULTS.md")
+    parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     if 1 not in levels:
@@ -566,44 +596,27 @@ def main(argv: list[str] | None = None) -> int:
     log(f"{mach['cpu']} x{mach['cores']}, load {load_before}, model {model_spec}")
 
     # Lambda import first, on a quiet process (no servers yet).
-    log(f"Lambda module cold import, {args.cold_runs} fresh interpreters ...")
-    cold = cold_import(args.cold_runs)
-    log(f"  import p50 {cold['import_p50']:.0f} ms; heavy modules loaded: {cold['heavy']}")
+    if not args.compare_servers:
+        log(f"Lambda module cold import, {args.cold_runs} fresh interpreters ...")
+        cold = cold_import(args.cold_runs)
+        log(f"  import p50 {cold['import_p50']:.0f} ms; heavy modules loaded: {cold['heavy']}")
 
     from traffic_platform.config import Settings
     from traffic_platform.detection.factory import build_detector
-    from traffic_platform.domain.images import decode_image
-    from traffic_platform.domain.quality import assess_quality
     from traffic_platform.ingest.api import Api
     from traffic_platform.ingest.http_server import ApiServer
     from traffic_platform.ingest.local import LocalPlatform
     from traffic_platform.storage.database import make_engine, upgrade
 
-    # Photos: normal ones only; keep those that pass decode + quality gate.
-    images: list[dict] = []
-    decoded_pictures = []
-    skipped = []
-    base_settings = Settings()
-    for path in sorted(args.images.iterdir()):
-        ext = path.suffix.lower().lstrip(".")
-        if path.name.startswith("BAD_") or ext not in ("jpg", "jpeg", "png"):
-            continue
-        data = path.read_bytes()
-        try:
-            dec = decode_image(data, max_bytes=base_settings.max_upload_bytes, max_pixels=base_settings.max_pixels)
-        except Exception as exc:
-            skipped.append(f"{path.name} ({type(exc).__name__})")
-            continue
-        if not assess_quality(dec.image, base_settings.quality).ok:
-            skipped.append(f"{path.name} (quality gate)")
-            continue
-        images.append({"name": path.name, "data": data, "ext": ext, "content_type": dec.content_type, "size": dec.size})
-        decoded_pictures.append(dec.image)
+    images, decoded_pictures, skipped = load_photos(args.images)
     if not images:
         log("no usable photos")
         return 2
     sizes = sorted(i["size"][0] * i["size"][1] for i in images)
     log(f"{len(images)} photos (median {p50([len(i['data']) for i in images]) / 1e3:.0f} KB, {p50(sizes) / 1e6:.2f} MP); skipped: {skipped or 'none'}")
+
+    if args.compare_servers:
+        return compare_servers(args, images, model_spec, mach, workdir, started)
 
     moto, moto_url = start_moto()
     db_url, drop_db = fresh_database(args.mariadb_url)
@@ -745,7 +758,13 @@ def main(argv: list[str] | None = None) -> int:
         #                  hold the body back ~40 ms on loopback);
         #  nodelay+paced:  the same, but each request waits until the previous capture is
         #                  persisted, so the worker never competes with the request for the CPU.
-        from traffic_platform.ingest import http_server as http_server_mod
+        # The what-ifs patch the stdlib handler (the server before uvicorn): they run on a stdlib
+        # server over the same Api (uvicorn's asyncio sockets have TCP_NODELAY already).
+        import stdlib_server as http_server_mod
+
+        server_b_std = http_server_mod.StdlibApiServer(lp.api(), "127.0.0.1", 0, max_body=settings.max_upload_bytes).start()
+        servers.append(server_b_std)
+        urls["ours-stdlib"] = server_b_std.url
 
         diag: dict[str, dict[str, Any]] = {}
 
@@ -775,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             handler.disable_nagle_algorithm = True  # read per connection at setup(): new connections get it
             variants = (
-                ("nodelay", None, False),
+                ("nodelay", None, False),  # the stdlib handler's default since the 40 ms stalls were found
                 ("nodelay+paced", wait_one, False),
                 ("nodelay+notify-after-send", None, True),
                 ("nodelay+notify-after-send+paced", wait_one, True),
@@ -784,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"ours diagnostic '{label}': c=1, {args.requests} requests (load {loadavg()}) ...")
                 notify_after_send(deferred)
                 try:
-                    smp, t0, t1 = run_load(urls["ours"], "ours", label, images, args.requests, 1, names["ours"], after=after)
+                    smp, t0, t1 = run_load(urls["ours-stdlib"], "ours", label, images, args.requests, 1, names["ours"], after=after)
                     wait_persisted(smp)
                 finally:
                     notify_after_send(False)
@@ -910,7 +929,7 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     add("| (b) ours | " + " | ".join(fmt(our1["components"].get(k, float("nan"))) if k in comp_keys_b else "–" for k in comp_keys_a) + f" | {fmt(our1['http_p50'])} |")
     add("")
     add(
-        "Diagnostics at c=1 (same run, what-ifs patched in by the bench only): TCP_NODELAY on the server's sockets (`_Handler.disable_nagle_algorithm = True`); "
+        "Diagnostics at c=1 (same run, what-ifs patched in by the bench only, on the stdlib server of `bench/stdlib_server.py` over the same `Api`): TCP_NODELAY on the server's sockets (`_Handler.disable_nagle_algorithm = True`); "
         "notify after send (the hand-off does not wake the worker; the handler wakes it after writing the answer); paced (each request waits until the previous "
         "capture is persisted, so the worker is idle when the next request starts):"
     )
@@ -925,7 +944,7 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
             f"{fmt(c.get('detect_ms', float('nan')))} | {fmt(c.get('handoff_ms', float('nan')))} | {fmt(r['http_p50'])} | {fmt(lag)} |"
         )
 
-    diag_row("(b) ours, as shipped, back-to-back", our1, our1["lag_p50"])
+    diag_row("(b) ours, as shipped (uvicorn), back-to-back", our1, our1["lag_p50"])
     if "nodelay" in diag:
         diag_row("(b) ours + TCP_NODELAY, back-to-back", diag["nodelay"], p50(diag["nodelay"]["lag"]))
     if "nodelay+paced" in diag:
@@ -966,10 +985,71 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     return "\n".join(lines)
 
 
-def record(path: Path, section: str) -> None:
-    """Append the section; if an '## Ingest' section is already there (an earlier run), replace only it."""
+def compare_servers(args: Any, images: list[dict], model_spec: str, mach: dict[str, str], workdir: Path, started: float) -> int:
+    """Ours at c=1 behind the stdlib server and behind uvicorn, blocks interleaved, one run."""
+    import stdlib_server
+
+    from traffic_platform.config import Settings
+    from traffic_platform.ingest.local import LocalPlatform
+
+    load_before = loadavg()
+    settings = Settings(home=workdir / "home", detector=model_spec, detector_threads=args.threads)
+    blocks, per_block = 6, max(1, args.requests // 3)
+    samples: dict[str, list[Sample]] = {"stdlib": [], "uvicorn": []}
+    names = NameMaker("srvbench", dt.datetime(2024, 3, 1, 0, 0, 0))
+    try:
+        with LocalPlatform(settings) as lp:
+            servers = {"stdlib": stdlib_server.StdlibApiServer(lp.api(), max_body=settings.max_upload_bytes).start(), "uvicorn": lp.http_server().start()}
+            try:
+                for kind, srv in servers.items():
+                    run_load(srv.url, kind, "warmup", images, 5, 1, names)
+                for b in range(blocks):
+                    for kind in (("stdlib", "uvicorn") if b % 2 == 0 else ("uvicorn", "stdlib")):
+                        log(f"{kind}: block {b + 1}/{blocks}, {per_block} requests at c=1 (load {loadavg()}) ...")
+                        smp, _, _ = run_load(servers[kind].url, kind, "c1", images, per_block, 1, names, offset=b * per_block)
+                        samples[kind] += smp
+                        lp.wait_persisted([x.capture_id for x in smp if x.capture_id], timeout_s=120)
+            finally:
+                for srv in servers.values():
+                    srv.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    res = {k: summarize(v) for k, v in samples.items()}
+    lines = [
+        "## HTTP server: stdlib (before) vs uvicorn (now)",
+        "",
+        f"**{mach['cpu']}, {mach['cores']} cores** (`lscpu`: {lscpu_model()}), Python {mach['python']}; load average {load_before} before, {loadavg()} after; "
+        f"{dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; model `{model_spec}`; {len(images)} street photos; the same `LocalPlatform` (SQLite, file store, "
+        f"worker persisting in the background) behind both servers; c=1, one keep-alive `http.client` connection, {blocks} blocks of {per_block} alternating "
+        f"(a b b a a b …); run took {time.perf_counter() - started:.0f} s. Command: `.venv/bin/python bench/ingest.py --compare-servers --requests {args.requests}`.",
+        "",
+        "| server | requests | p50 ms | p90 ms | p99 ms | server `total_ms` p50 | HTTP + client p50 | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for kind, label in (("stdlib", "stdlib `ThreadingHTTPServer` (before; `bench/stdlib_server.py`)"), ("uvicorn", "uvicorn + ASGI adapter (now)")):
+        r = res[kind]
+        lines.append(f"| {label} | {r['n']} | {fmt(r['p50'])} | {fmt(r['p90'])} | {fmt(r['p99'])} | {fmt(r['server_p50'])} | {fmt(r['http_p50'], 2)} | {r['errors']} |")
+    lines += ["", f"p50 uvicorn / stdlib: {res['uvicorn']['p50'] / res['stdlib']['p50']:.3f}; HTTP + client overhead p50 {fmt(res['stdlib']['http_p50'], 2)} → {fmt(res['uvicorn']['http_p50'], 2)} ms.", ""]
+    report = "\n".join(lines)
+    print(report)
+    if not args.no_record:
+        record(args.results, report, "## HTTP server: stdlib (before) vs uvicorn (now)")
+    return 0
+
+
+def lscpu_model() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "n/a"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return f"{fields.get('Model name', '?').strip()}, {fields.get('CPU(s)', '?').strip()} CPUs, {fields.get('Hypervisor vendor', 'bare metal').strip()}"
+
+
+def record(path: Path, section: str, heading: str = "## Ingest") -> None:
+    """Append the section; if a section with this heading is already there (an earlier run), replace only it."""
     text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n\n"
-    pattern = re.compile(r"^## Ingest\n.*?(?=^## |\Z)", re.S | re.M)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
         text = pattern.sub(lambda _: section.rstrip() + "\n\n", text, count=1)
     else:

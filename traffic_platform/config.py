@@ -47,6 +47,10 @@ class Settings:
     api_key: str | None = None
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    http_max_concurrency: int = 32  # requests on /v1/* at once (503 + Retry-After beyond)
+    http_header_timeout_s: float = 10.0  # request line + headers (slowloris guard)
+    http_body_timeout_s: float = 60.0  # the whole body (25 MiB at ~0.5 MB/s)
+    decode_budget_pixels: int = 100_000_000  # pixels decoded at once (~16 B/pixel in flight: ~1.6 GB)
     spool_dir: Path | None = None
     persist_max_attempts: int = 8  # for permanent/unknown failures; transient ones retry until they succeed
     persist_backoff_cap_s: float = 30.0  # longest wait between two attempts (also the most an outage's end waits)
@@ -105,8 +109,11 @@ class Settings:
             raise ConfigurationError(f"{PREFIX}DETECTOR_RUNTIME must be one of {', '.join(RUNTIME_CHOICES)}, got {self.detector_runtime!r}.")
         if self.s3_sse not in (None, "AES256", "aws:kms"):
             raise ConfigurationError(f"{PREFIX}S3_SSE must be AES256 or aws:kms, got {self.s3_sse!r}.")
-        for name in ("max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts", "persist_concurrency",
-                     "persist_backoff_cap_s", "backlog_warn_minutes"):
+        for name in (
+            "max_upload_bytes", "max_pixels", "detector_batch_size", "persist_max_attempts", "persist_concurrency",
+            "persist_backoff_cap_s", "backlog_warn_minutes",
+            "http_max_concurrency", "http_header_timeout_s", "http_body_timeout_s", "decode_budget_pixels",
+        ):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
         if self.detector_threads < 0:
@@ -185,6 +192,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "max_upload_bytes": int,
     "max_pixels": int,
     "http_port": int,
+    "http_max_concurrency": int,
+    "http_header_timeout_s": float,
+    "http_body_timeout_s": float,
+    "decode_budget_pixels": int,
     "persist_max_attempts": int,
     "persist_concurrency": int,
     "persist_backoff_cap_s": float,

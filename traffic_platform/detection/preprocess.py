@@ -101,7 +101,14 @@ class PreprocessSpec:
         return None
 
     def output_size(self, width: int, height: int) -> tuple[int, int]:
-        """``(height, width)`` of the resized image, computed as the processor computes it."""
+        """``(height, width)`` of the resized image, computed as the processor computes it, but
+        never 0: the processor's formulas round the short side of an extreme aspect ratio (a
+        20000x1 strip) to 0 px, which no resize accepts; such images fail the quality gate
+        (``too_small``) anyway, so the detector only has to survive them."""
+        h, w = self._output_size(width, height)
+        return (max(1, int(h)), max(1, int(w)))
+
+    def _output_size(self, width: int, height: int) -> tuple[int, int]:
         if not self.do_resize:
             return (height, width)
         if self.shortest_edge and self.longest_edge:

@@ -414,6 +414,18 @@ def _reason(exc: BaseException) -> str:
     return text[:200]
 
 
+def header_pixels(data: bytes) -> int:
+    """Width x height declared by a JPEG/PNG header, read without Pillow (0 when unknown).
+
+    What a decode of ``data`` will cost, for the ingest service's decode budget; bytes
+    without a readable size are refused by :func:`decode_image` before any pixel is decoded."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        return 0
+    w, h = _header_size(data, fmt)
+    return w * h if w and h else 0
+
+
 def _header_size(data: bytes, fmt: str) -> tuple[int | None, int | None]:
     """Width and height from the header without Pillow (for the bomb message only)."""
     try:

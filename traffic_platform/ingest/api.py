@@ -83,7 +83,10 @@ class Response:
 
     @classmethod
     def error(cls, exc: TrafficPlatformError) -> Response:
-        return cls.json(exc.http_status, exc.to_dict())
+        response = cls.json(exc.http_status, exc.to_dict())
+        if exc.http_status == 503:  # busy or a dependency down: say when to retry
+            response.headers["Retry-After"] = str(exc.details.get("retry_after_s", 1))
+        return response
 
 
 class CaptureLookup:

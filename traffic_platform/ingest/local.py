@@ -204,7 +204,11 @@ class LocalPlatform:
         return self.detector.describe()
 
     def http_server(self, host: str = "127.0.0.1", port: int = 0) -> ApiServer:
-        return ApiServer(self.api(), host, port, max_body=self.settings.max_upload_bytes)
+        s = self.settings
+        return ApiServer(
+            self.api(), host, port, max_body=s.max_upload_bytes, max_concurrency=s.http_max_concurrency,
+            header_timeout_s=s.http_header_timeout_s, body_timeout_s=s.http_body_timeout_s,
+        )  # fmt: skip
 
     def __enter__(self) -> LocalPlatform:
         if self.run_worker:

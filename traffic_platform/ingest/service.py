@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -22,8 +25,8 @@ from typing import Any
 from ..config import Settings
 from ..detection.base import Detector, ImageInput
 from ..domain.captures import ACCEPTED, DISTORTED, CaptureRecord, capture_id_for
-from ..domain.errors import DistortedImage, TrafficPlatformError
-from ..domain.images import decode_image
+from ..domain.errors import DistortedImage, ServiceUnavailable, TrafficPlatformError
+from ..domain.images import decode_image, header_pixels
 from ..domain.metadata import parse_file_name
 from ..domain.quality import assess_quality
 from ..domain.timezones import local_to_utc, resolve_timezone
@@ -50,6 +53,7 @@ class IngestService:
         self.detector = detector
         self.handoff = handoff
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="quality-gate")
+        self.decode_budget = PixelBudget(settings.decode_budget_pixels)
 
     def close(self) -> None:
         """Stop the quality-gate threads (the service cannot ingest afterwards)."""
@@ -66,7 +70,8 @@ class IngestService:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         try:
-            record = self._ingest(file_name, data, content_type, timings, t0)
+            with self.decode_budget.hold(header_pixels(data)):
+                record = self._ingest(file_name, data, content_type, timings, t0)
         except TrafficPlatformError as exc:
             timings.setdefault("total_ms", (time.perf_counter() - t0) * 1e3)
             outcome = DISTORTED if isinstance(exc, DistortedImage) else "rejected"
@@ -157,3 +162,40 @@ class IngestService:
             code=code,
             details={"capture_id": capture_id, "reasons": reasons, "metrics": {k: round(v, 3) for k, v in metrics.items()}},
         )
+
+
+class PixelBudget:
+    """A semaphore counted in pixels: how much decoded picture the process holds at once.
+
+    A 7000x7000 upload costs ~0.8 GB while it is decoded, measured and detected (RGB copy,
+    grey copy, model input); ``settings.decode_budget_pixels`` bounds the sum over the
+    images in flight. An image waits up to ``wait_s`` for room (queued behind the images
+    being decoded: 2 s was too short at saturation with 21-MP photos, ``bench/load.py``),
+    then is refused with 503
+    ``decode_budget_exhausted`` (``Retry-After``). One image larger than the whole budget
+    is admitted alone (it was already accepted by ``max_pixels``).
+    """
+
+    def __init__(self, pixels: int, wait_s: float = 10.0):
+        self.total = pixels
+        self.wait_s = wait_s
+        self.in_use = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        cost = min(max(0, pixels), self.total)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.in_use + cost <= self.total, timeout=self.wait_s):
+                raise ServiceUnavailable(
+                    f"The server is decoding as many pixels as it allows ({self.total:,}); retry in a moment.",
+                    code="decode_budget_exhausted",
+                    details={"retry_after_s": 1, "pixels": pixels, "budget_pixels": self.total},
+                )
+            self.in_use += cost
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.in_use -= cost
+                self._cond.notify_all()
