@@ -29,7 +29,7 @@ class Settings:
     """Everything configurable, with defaults that run on a laptop without services."""
 
     home: Path = Path("var")
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password: never in a repr
     object_store_uri: str = ""
     s3_endpoint_url: str | None = None
     s3_region: str = ""  # "": the function's region (AWS_REGION / AWS_DEFAULT_REGION), else eu-west-1
@@ -46,7 +46,7 @@ class Settings:
     max_pixels: int = 50_000_000  # PIL's own bomb limit is ~89 MP; 50 MP = 8K with margin
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     timezones: Mapping[str, str] = field(default_factory=dict)
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     spool_dir: Path | None = None
