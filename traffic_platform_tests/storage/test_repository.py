@@ -305,3 +305,52 @@ def test_non_finite_metrics_are_stored_as_null(repo, make_record):
     repo.save_capture(record)
     metrics = repo.get_capture(record.capture_id)["quality_metrics"]
     assert metrics["sharpness"] is None and metrics["contrast"] is None
+
+
+def _longest_accepted(part: int) -> str:
+    """The name with the longest address (0), city (1) or country (2) the parser accepts."""
+    from traffic_platform.domain.errors import InvalidFileName
+    from traffic_platform.domain.metadata import parse_file_name
+
+    best = ""
+    for n in range(1, 256):
+        parts = ["a", "B", "C"]
+        parts[part] = "x" * n
+        name = "_".join(parts) + "_12-10-2022_10-51-38.jpg"
+        try:
+            parse_file_name(name)
+        except InvalidFileName:
+            continue
+        best = name
+    return best
+
+
+@pytest.mark.parametrize(
+    "file_name",
+    [
+        # the longest accepted address, and a 255-character name
+        f"{'a' * 200}_{'C' * 14}_{'N' * 14}_12-10-2022_10-51-38.jpeg",
+        # the longest accepted city and country
+        f"x_{'C' * 100}_{'N' * 100}_12-10-2022_10-51-38.jpg",
+        *(_longest_accepted(part) for part in range(3)),
+    ],
+)
+def test_the_longest_names_the_parser_accepts_are_stored(repo, make_record, file_name):
+    from traffic_platform.domain.metadata import MAX_NAME_LENGTH
+
+    record = make_record(file_name)  # parses: the parser accepts it
+    assert len(file_name) <= MAX_NAME_LENGTH
+    assert repo.save_capture(record)
+    row = repo.get_capture(record.capture_id)
+    assert row["file_name"] == file_name
+    meta = record.metadata
+    assert (row["location"]["address"], row["location"]["city"], row["location"]["country"]) == (meta.address, meta.city, meta.country)
+
+
+def test_location_columns_are_as_wide_as_the_parser_allows():
+    from traffic_platform.domain import metadata
+
+    widths = {name: tables.locations.c[name].type.length for name in ("address", "address_display", "city", "country")}
+    assert widths == {"address": metadata.MAX_ADDRESS_LENGTH, "address_display": metadata.MAX_ADDRESS_LENGTH,
+                      "city": metadata.MAX_CITY_LENGTH, "country": metadata.MAX_COUNTRY_LENGTH}
+    assert tables.captures.c.file_name.type.length == metadata.MAX_NAME_LENGTH
