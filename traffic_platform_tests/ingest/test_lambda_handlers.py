@@ -326,3 +326,14 @@ def test_a_redelivery_whose_staged_image_was_deleted_is_acknowledged(aws_home):
     body["job"]["capture_id"] = "0" * 32
     event = {"Records": [{"messageId": "lost", "body": json.dumps(body), "eventSource": "aws:sqs"}]}
     assert persist_handler(event, None, persister=persister) == {"batchItemFailures": [{"itemIdentifier": "lost"}]}
+
+
+def test_a_png_named_jpg_is_stored_as_png(aws_home, s3_client):
+    api, sqs, queue_url, store, persister = aws_home
+    data = images.png_bytes(images.street_scene(320, 240, seed=9))
+    posted = json.loads(ingest_handler(rest_v1_event(data, NAME), None, api=api)["body"])
+    assert persist_handler(as_sqs_event(receive_all(sqs, queue_url)), None, persister=persister) == {"batchItemFailures": []}
+    row = persister.repo.get_capture(posted["capture_id"])
+    assert row["image_key"].endswith(f"{posted['capture_id']}.png") and row["file_name"] == NAME
+    head = s3_client.head_object(Bucket=store.bucket, Key=f"{store.prefix}{row['image_key']}")
+    assert head["ContentType"] == "image/png"
