@@ -217,6 +217,10 @@ def route_name(path: str) -> str:
     return "other"
 
 
+_NAME_HINT = ("Say the file name: ?filename=<address>_<city>_<country>_<DD-MM-YYYY>_<HH-MM-SS>.jpg "
+              "(or the multipart part's filename).")
+
+
 def read_upload(req: Request) -> tuple[str, bytes, str | None]:
     """(file name, bytes, content type) from a raw-body or multipart/form-data upload."""
     content_type = req.headers.get("content-type", "")
@@ -228,8 +232,11 @@ def read_upload(req: Request) -> tuple[str, bytes, str | None]:
         for part in message.iter_parts():
             if part.get_param("name", header="content-disposition") == "image":
                 data = part.get_payload(decode=True) or b""
-                return file_name or part.get_filename() or "", data, part.get_content_type()
+                file_name = file_name or part.get_filename()
+                if file_name is None:  # no name anywhere: as for a raw body (a blank one is file_name_empty)
+                    raise BadRequest(_NAME_HINT, code="missing_file_name")
+                return file_name, data, part.get_content_type()
         raise BadRequest("The multipart body has no field named 'image'.", code="missing_image_field")
     if not file_name:
-        raise BadRequest("Say the file name: ?filename=<address>_<city>_<country>_<DD-MM-YYYY>_<HH-MM-SS>.jpg", code="missing_file_name")
+        raise BadRequest(_NAME_HINT, code="missing_file_name")
     return file_name, req.body, content_type.split(";")[0].strip() or None
