@@ -337,3 +337,28 @@ def test_a_png_named_jpg_is_stored_as_png(aws_home, s3_client):
     assert row["image_key"].endswith(f"{posted['capture_id']}.png") and row["file_name"] == NAME
     head = s3_client.head_object(Bucket=store.bucket, Key=f"{store.prefix}{row['image_key']}")
     assert head["ContentType"] == "image/png"
+
+
+@pytest.mark.parametrize("first_strict", [True, False])
+def test_the_same_upload_after_a_threshold_change_is_answered_and_stored_alike(aws_home, s3_settings, tiny_detector, first_strict):
+    from traffic_platform.domain.quality import QualityThresholds
+
+    api, sqs, queue_url, store, persister = aws_home
+    strict = Api(IngestService(dataclasses.replace(s3_settings, quality=QualityThresholds(min_width=4000)),
+                               tiny_detector, api.service.handoff))
+    data = images.jpeg_bytes(images.street_scene(320, 240, seed=11), quality=60)
+    statuses = []
+    for home in ((strict, api) if first_strict else (api, strict)):
+        response = ingest_handler(rest_v1_event(data, NAME), None, api=home)
+        answer = json.loads(response["body"])
+        statuses.append(response["statusCode"])
+        assert persist_handler(as_sqs_event(receive_all(sqs, queue_url)), None, persister=persister) == {"batchItemFailures": []}
+        capture_id = answer.get("capture_id") or answer["error"]["details"]["capture_id"]
+        row = persister.repo.get_capture(capture_id)
+        if response["statusCode"] == 201:
+            assert row["status"] == "accepted" and row["counts"] == answer["counts"]
+            assert row["detections"] == answer["detections"]
+        else:
+            assert response["statusCode"] == 422 and row["status"] == "distorted"
+            assert row["quality_reasons"] == answer["error"]["details"]["reasons"] and row["counts"] is None
+    assert sorted(statuses) == [201, 422]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime
 
@@ -354,3 +355,34 @@ def test_location_columns_are_as_wide_as_the_parser_allows():
     assert widths == {"address": metadata.MAX_ADDRESS_LENGTH, "address_display": metadata.MAX_ADDRESS_LENGTH,
                       "city": metadata.MAX_CITY_LENGTH, "country": metadata.MAX_COUNTRY_LENGTH}
     assert tables.captures.c.file_name.type.length == metadata.MAX_NAME_LENGTH
+
+
+def test_the_latest_verdict_is_the_stored_one(repo, make_record):
+    from datetime import timedelta
+
+    from traffic_platform.domain.detections import Detection
+
+    car = Detection.from_dict({"class": "car", "label": "car", "score": 0.9, "box": [1, 1, 20, 20]})
+    distorted = make_record(status="distorted", quality_reasons=["blurred"], model_name=None, model_version=None,
+                            image_key="distorted/2022/10/12/x.jpg")
+    t0 = distorted.ingested_at
+    accepted = dataclasses.replace(distorted, status="accepted", quality_reasons=[], model_name="m", model_version="1",
+                                   detections=[car], image_key="images/2022/10/12/x.jpg", annotated_key="annotated/x.jpg",
+                                   ingested_at=t0 + timedelta(seconds=5))
+    assert repo.save_capture(distorted)
+    stored_at = repo.get_capture(distorted.capture_id)["stored_at"]
+    assert repo.save_capture(accepted) is False  # not new, but its verdict replaces the older one
+    row = repo.get_capture(distorted.capture_id)
+    assert (row["status"], row["quality_reasons"], row["counts"]["car"]) == ("accepted", [], 1)
+    assert row["image_key"] == accepted.image_key and row["annotated_key"] == accepted.annotated_key
+    assert row["stored_at"] > stored_at  # the reporting of that day runs again
+    repo.save_capture(distorted)  # a late redelivery of the older verdict changes nothing
+    assert repo.get_capture(distorted.capture_id)["status"] == "accepted"
+
+    recount = dataclasses.replace(accepted, detections=[car, car], ingested_at=t0 + timedelta(seconds=10))
+    repo.save_capture(recount)  # same verdict, other counts (a score threshold changed)
+    assert repo.get_capture(distorted.capture_id)["counts"]["car"] == 2
+    again = dataclasses.replace(distorted, ingested_at=t0 + timedelta(seconds=20))
+    repo.save_capture(again)  # and back to distorted: the ingest detections go
+    row = repo.get_capture(distorted.capture_id)
+    assert (row["status"], row["counts"], row["annotated_key"], row["models"]) == ("distorted", None, None, [])
