@@ -159,7 +159,8 @@ def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batc
     figures = {"objects": len(objects), "requested": len(due), "runs": len(requests), "in_flight": in_flight,
                "gave_up": gave_up, "settling": settling, "temporary_names": temporary,
                "unaddressable_keys": unaddressable}
-    return LandingTick(requests, json.dumps({"requested": state, "seen": seen}, sort_keys=True), figures)
+    saved = {"requested": state, **({"seen": seen} if seen else {})}
+    return LandingTick(requests, json.dumps(saved, sort_keys=True), figures)
 
 
 def landing_run_config(keys: Sequence[str]) -> dict[str, Any]:
