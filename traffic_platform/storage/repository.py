@@ -61,7 +61,9 @@ class Repository:
                     conn, captures, [_capture_row(record, location_id)]
                 )
             elif _is_newer_verdict(conn, stored, record):
-                _replace_verdict(conn, stored, record)
+                stored = _stored_verdict(conn, record.capture_id, lock=True)  # then decide again, alone
+                if _is_newer_verdict(conn, stored, record):
+                    _replace_verdict(conn, stored, record)
             if record.model_name is not None and not _has_counts(
                 conn, record.capture_id, record.model_name, record.model_version
             ):
@@ -233,10 +235,12 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
 _VERDICT = ("status", "quality_reasons", "model_name", "model_version", "ingested_at", "location_id")
 
 
-def _stored_verdict(conn: Connection, capture_id: str) -> Any:
-    """The stored row's verdict columns, locked until the transaction ends; ``None`` if absent."""
+def _stored_verdict(conn: Connection, capture_id: str, *, lock: bool = False) -> Any:
+    """The stored row's verdict columns (``lock``: locked until the transaction ends; only for a
+    row that exists — a locking read of a missing key takes a gap lock that makes concurrent
+    first inserts deadlock on MySQL); ``None`` if absent."""
     query = select(*(captures.c[name] for name in _VERDICT)).where(captures.c.capture_id == capture_id)
-    return conn.execute(query.with_for_update()).mappings().first()
+    return conn.execute(query.with_for_update() if lock else query).mappings().first()
 
 
 def _ingest_counts(conn: Connection, capture_id: str, model_name: str, model_version: str) -> dict[str, int]:
