@@ -362,3 +362,24 @@ def test_the_same_upload_after_a_threshold_change_is_answered_and_stored_alike(a
             assert response["statusCode"] == 422 and row["status"] == "distorted"
             assert row["quality_reasons"] == answer["error"]["details"]["reasons"] and row["counts"] is None
     assert sorted(statuses) == [201, 422]
+
+
+def test_the_embedded_home_strips_the_base_path_too(tmp_path):
+    from traffic_platform.domain.errors import ConfigurationError
+    from traffic_platform.ingest.api import Request
+    from traffic_platform.ingest.local import LocalPlatform
+
+    settings = Settings.from_env({"TRAFFIC_HOME": str(tmp_path), "TRAFFIC_API_BASE_PATH": "traffic/"})
+    assert settings.api_base_path == "/traffic"
+    with pytest.raises(ConfigurationError, match="TRAFFIC_API_BASE_PATH"):
+        Settings.from_env({"TRAFFIC_HOME": str(tmp_path), "TRAFFIC_API_BASE_PATH": "/a b"})
+    with LocalPlatform(settings, run_worker=False, load_detector=False) as platform:
+        api = platform.api()
+        assert api.handle(Request("GET", "/traffic/healthz")).status == 200
+        for path in ("/traffic/v1/captures/" + "0" * 32, "/v1/captures/" + "0" * 32):
+            response = api.handle(Request("GET", path))
+            assert response.status == 404 and json.loads(response.body)["error"]["code"] == "capture_not_found"
+        assert json.loads(api.handle(Request("GET", "/trafficjam/v1/images")).body)["error"]["code"] == "not_found"
+        ready = json.loads(api.handle(Request("GET", "/traffic/readyz")).body)  # no key configured: details
+        assert ready["checks"]["model"]["ok"] is False and "no detector" in ready["checks"]["model"]["error"]
+        platform.engine.dispose()
