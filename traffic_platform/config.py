@@ -8,6 +8,7 @@ Invalid values fail at start-up with a message naming the variable.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 from .domain.detections import ClassThresholds
 from .domain.errors import ConfigurationError
 from .domain.quality import QualityThresholds
+from .domain.redact import redact
 from .domain.timezones import validate_zone
 
 PREFIX = "TRAFFIC_"
@@ -27,10 +29,10 @@ class Settings:
     """Everything configurable, with defaults that run on a laptop without services."""
 
     home: Path = Path("var")
-    database_url: str = ""
+    database_url: str = field(default="", repr=False)  # may hold a password: never in a repr
     object_store_uri: str = ""
     s3_endpoint_url: str | None = None
-    s3_region: str = "eu-west-1"
+    s3_region: str = ""  # "": the function's region (AWS_REGION / AWS_DEFAULT_REGION), else eu-west-1
     s3_sse: str | None = None  # "AES256" or "aws:kms"
     s3_kms_key_id: str | None = None
     detector: str = "local:PekingU/rtdetr_v2_r18vd"
@@ -44,7 +46,7 @@ class Settings:
     max_pixels: int = 50_000_000  # PIL's own bomb limit is ~89 MP; 50 MP = 8K with margin
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     timezones: Mapping[str, str] = field(default_factory=dict)
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     http_host: str = "127.0.0.1"
     http_port: int = 8080
     http_max_concurrency: int = 32  # requests on /v1/* at once (503 + Retry-After beyond)
@@ -57,6 +59,9 @@ class Settings:
     backlog_warn_minutes: float = 10.0  # /readyz "degraded" and a Dagster warning past this oldest pending job
     persist_concurrency: int = 4  # jobs persisted at once by the local worker (mostly I/O waits)
     queue_url: str | None = None  # SQS queue for the AWS hand-off
+    sqs_region: str = ""  # "": the region in the queue URL, else the function's region (as s3_region)
+    api_base_path: str = ""  # a custom-domain base path ("/traffic"), stripped before routing
+    landing_settle_s: float = 30.0  # a landing object is taken once unchanged for this long
     sagemaker_timeout_s: float = 10.0
     log_json: bool = False
 
@@ -71,6 +76,12 @@ class Settings:
             object.__setattr__(self, "spool_dir", home / "spool")
         if self.model_cache_dir is None:
             object.__setattr__(self, "model_cache_dir", home / "models")
+        if not self.s3_region:
+            object.__setattr__(self, "s3_region", aws_region())
+        if not self.sqs_region:
+            object.__setattr__(self, "sqs_region", _queue_region(self.queue_url) or aws_region())
+        if self.api_base_path:
+            object.__setattr__(self, "api_base_path", "/" + self.api_base_path.strip("/"))
 
     @property
     def threads(self) -> int:
@@ -80,7 +91,9 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read settings from ``TRAFFIC_*`` variables; raise :class:`ConfigurationError` naming the bad one."""
         env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        # Regions: the TRAFFIC_* override, else where the function runs (never a fixed default on AWS).
+        region = aws_region(env)
+        values: dict[str, Any] = {"s3_region": region, "sqs_region": _queue_region(env.get(PREFIX + "QUEUE_URL")) or region}
         for f in fields(cls):
             if f.name in ("thresholds", "quality", "timezones"):
                 continue
@@ -97,7 +110,7 @@ class Settings:
     def validate(self) -> None:
         """Cross-field checks; every message names the variable to fix."""
         if not self.database_url.startswith(("sqlite:", "mysql", "mariadb")):
-            raise ConfigurationError(f"{PREFIX}DATABASE_URL must be a sqlite:/// or mysql+pymysql:// URL, got {self.database_url!r}.")
+            raise ConfigurationError(redact(f"{PREFIX}DATABASE_URL must be a sqlite:/// or mysql+pymysql:// URL, got {self.database_url!r}."))
         if not self.object_store_uri.startswith(("file://", "s3://")):
             raise ConfigurationError(f"{PREFIX}OBJECT_STORE_URI must start with file:// or s3://, got {self.object_store_uri!r}.")
         kind = self.detector.split(":", 1)[0]
@@ -118,6 +131,26 @@ class Settings:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
         if self.detector_threads < 0:
             raise ConfigurationError(f"{PREFIX}DETECTOR_THREADS must be 0 (all cores) or positive.")
+        if self.landing_settle_s < 0:
+            raise ConfigurationError(f"{PREFIX}LANDING_SETTLE_S must be 0 or positive, got {self.landing_settle_s}.")
+        if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*", self.api_base_path):
+            raise ConfigurationError(f"{PREFIX}API_BASE_PATH must be a path such as /traffic, got {self.api_base_path!r}.")
+
+
+DEFAULT_AWS_REGION = "eu-west-1"
+_QUEUE_REGION = re.compile(r"^https://sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/")
+
+
+def aws_region(environ: Mapping[str, str] | None = None) -> str:
+    """The region AWS gives the process (``AWS_REGION``, then ``AWS_DEFAULT_REGION``), else eu-west-1."""
+    env = os.environ if environ is None else environ
+    return env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or DEFAULT_AWS_REGION
+
+
+def _queue_region(queue_url: str | None) -> str | None:
+    """``https://sqs.us-east-1.amazonaws.com/123/q`` -> ``us-east-1``; ``None`` for other URLs."""
+    match = _QUEUE_REGION.match(queue_url or "")
+    return match.group(1) if match else None
 
 
 def parse_value(var: str, raw: str, parser: Callable[[str], Any]) -> Any:
@@ -125,7 +158,7 @@ def parse_value(var: str, raw: str, parser: Callable[[str], Any]) -> Any:
     try:
         return parser(raw)
     except (ValueError, TypeError) as exc:
-        raise ConfigurationError(f"{var}={raw!r} is invalid: {exc}", details={"variable": var}) from None
+        raise ConfigurationError(redact(f"{var}={raw!r} is invalid: {exc}"), details={"variable": var}) from None
 
 
 def _bool(raw: str) -> bool:
@@ -201,5 +234,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "persist_backoff_cap_s": float,
     "backlog_warn_minutes": float,
     "sagemaker_timeout_s": float,
+    "landing_settle_s": float,
     "log_json": _bool,
 }

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .config import Settings
 from .domain.metadata import format_file_name
+from .domain.redact import redact
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("TRAFFIC_SHARED_DIR", REPO_ROOT.parent / "shared"))
@@ -108,7 +109,7 @@ def run_demo(images: Path | None = None, count: int = 60) -> int:
     from .ingest.local import LocalPlatform
 
     settings = choose_detector(Settings.from_env())
-    say(f"home: {settings.home.resolve()}  database: {settings.database_url}  objects: {settings.object_store_uri}")
+    say(f"home: {settings.home.resolve()}  database: {redact(settings.database_url)}  objects: {settings.object_store_uri}")
     paths = [images] if images else prepare_images(settings.home / "demo" / "incoming", count)
     with LocalPlatform(settings) as platform:
         summary = ingest_paths(paths, settings=settings, platform=platform)

@@ -15,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from .domain.redact import redact
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 _HANDLER_NAME = "traffic_platform"
@@ -38,7 +40,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             body["exception"] = self.formatException(record.exc_info)
-        return json.dumps(body, ensure_ascii=False, default=str)
+        return redact(json.dumps(body, ensure_ascii=False, default=str))
 
 
 class KeyValueFormatter(logging.Formatter):
@@ -51,13 +53,13 @@ class KeyValueFormatter(logging.Formatter):
         line = super().format(record)
         extra = fields_of(record)
         if not extra:
-            return line
+            return redact(line)
         pairs = " ".join(
             f"{k}={v if isinstance(v, int | float | str) else json.dumps(v, separators=(',', ':'), default=str)}"
             for k, v in extra.items()
         )
         head, sep, rest = line.partition("\n")  # keep a traceback after the fields
-        return f"{head} {pairs}{sep}{rest}"
+        return redact(f"{head} {pairs}{sep}{rest}")
 
 
 def configure_logging(

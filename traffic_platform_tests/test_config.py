@@ -78,3 +78,32 @@ def test_retry_and_backlog_settings():
             Settings.from_env({var: "0"})
         with pytest.raises(ConfigurationError, match=var):
             Settings.from_env({var: "soon"})
+
+
+def test_passwords_never_appear_in_messages_or_logs(tmp_path):
+    import io
+    import logging
+
+    from traffic_platform.logs import JsonFormatter, KeyValueFormatter
+    from traffic_platform.storage.database import make_engine
+
+    with pytest.raises(ConfigurationError) as bad_scheme:
+        Settings.from_env({"TRAFFIC_HOME": str(tmp_path), "TRAFFIC_DATABASE_URL": "postgresql://app:hunter2@db/traffic"})
+    assert "hunter2" not in str(bad_scheme.value) and "app:***@db" in str(bad_scheme.value)
+    with pytest.raises(ValueError) as bad_url:
+        make_engine("mysql+pymysql://app:hunter2@db:notaport/traffic")
+    assert "hunter2" not in str(bad_url.value)
+    settings = Settings(home=tmp_path, database_url="mysql+pymysql://app:hunter2@db/traffic", api_key="s3cret")
+    assert "hunter2" not in repr(settings) and "s3cret" not in repr(settings)
+    for formatter in (JsonFormatter(), KeyValueFormatter()):
+        stream = io.StringIO()
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(formatter)
+        logger = logging.getLogger(f"redact-test-{type(formatter).__name__}")
+        logger.addHandler(handler)
+        logger.propagate = False
+        try:
+            logger.error("cannot connect to %s", "mysql+pymysql://app:hunter2@db/traffic", extra={"url": "mysql://a:pw9@h/d"})
+        finally:
+            logger.removeHandler(handler)
+        assert "hunter2" not in stream.getvalue() and "pw9" not in stream.getvalue() and "app:***@db" in stream.getvalue()

@@ -16,12 +16,15 @@ from typing import Any
 
 from .detections import Detection, count_by_class
 from .errors import InvalidFileName
-from .metadata import CaptureMetadata, parse_file_name
+from .metadata import EXTENSIONS, CaptureMetadata, parse_file_name
 
 #: A capture's stored verdict: detected and counted, or kept under ``distorted/`` for review.
 ACCEPTED = "accepted"
 DISTORTED = "distorted"
 CAPTURE_STATUSES = (ACCEPTED, DISTORTED)
+#: Content type of a stored object's key extension, and the extension stored objects get.
+CONTENT_TYPE_OF_EXTENSION = dict(EXTENSIONS)
+EXTENSION_OF_CONTENT_TYPE = {"image/jpeg": "jpg", "image/png": "png"}
 #: Version of :meth:`CaptureRecord.header`; readers refuse others.
 HEADER_VERSION = 1
 
@@ -64,8 +67,15 @@ class CaptureRecord:
     timings: Mapping[str, float] = field(default_factory=dict)
     image_key: str | None = None
     annotated_key: str | None = None
+    #: What the bytes are (``DecodedImage.content_type``); ``None``: what the file name says
+    #: (an undecodable upload, or a header written before this field existed).
+    content_type: str | None = None
 
     def __post_init__(self) -> None:
+        if self.content_type is None:
+            object.__setattr__(self, "content_type", self.metadata.content_type)
+        if self.content_type not in EXTENSION_OF_CONTENT_TYPE:
+            raise ValueError(f"content_type must be one of {tuple(EXTENSION_OF_CONTENT_TYPE)}, got {self.content_type!r}")
         if self.status not in CAPTURE_STATUSES:
             raise ValueError(f"status must be one of {CAPTURE_STATUSES}, got {self.status!r}")
         if (self.model_name is None) != (self.model_version is None):
@@ -80,8 +90,10 @@ class CaptureRecord:
         return self.metadata.file_name
 
     @property
-    def content_type(self) -> str:
-        return self.metadata.content_type
+    def extension(self) -> str:
+        """The extension its stored objects get: that of its real content type (a PNG sent
+        as ``.jpg`` is stored as ``<id>.png``, ``image/png``)."""
+        return EXTENSION_OF_CONTENT_TYPE[self.content_type or self.metadata.content_type]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,7 +110,6 @@ class CaptureRecord:
             value = getattr(self, f.name)
             if f.name == "metadata":
                 data["file_name"] = value.file_name
-                data["content_type"] = value.content_type  # read by older workers
             elif isinstance(value, datetime):
                 data[f.name] = value.isoformat()
             elif f.name == "detections":
@@ -134,6 +145,8 @@ class CaptureRecord:
 __all__ = [
     "ACCEPTED",
     "CAPTURE_STATUSES",
+    "CONTENT_TYPE_OF_EXTENSION",
+    "EXTENSION_OF_CONTENT_TYPE",
     "DISTORTED",
     "HEADER_VERSION",
     "CaptureRecord",

@@ -18,6 +18,10 @@ from typing import Any
 from .errors import InvalidFileName
 
 MAX_NAME_LENGTH = 255  # characters; also the usual file-system limit in bytes (checked too)
+# The longest part of each kind; the ``locations`` columns are exactly this wide (storage/tables.py).
+MAX_ADDRESS_LENGTH = 200
+MAX_CITY_LENGTH = 100
+MAX_COUNTRY_LENGTH = 100
 EXTENSIONS = {"jpg": "image/jpeg", "jpeg": "image/jpeg", "png": "image/png"}
 _DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
 _TIME = re.compile(r"^(\d{2})-(\d{2})-(\d{2})$")
@@ -26,6 +30,7 @@ MIN_YEAR, MAX_YEAR = 1970, 2999
 # Stable error codes, one per way a name can be wrong.
 NAME_EMPTY = "file_name_empty"
 NAME_TOO_LONG = "file_name_too_long"
+NAME_PART_TOO_LONG = "file_name_part_too_long"
 NAME_PATH = "file_name_path_component"
 NAME_CONTROL = "file_name_control_character"
 NAME_EXTENSION = "file_name_bad_extension"
@@ -87,9 +92,13 @@ def parse_file_name(name: str) -> CaptureMetadata:
     date_s, time_s = parts[-2], parts[-1]
     country, city = parts[-3], parts[-4]
     address = "_".join(parts[:-4])
-    for what, value in (("address", address), ("city", city), ("country", country)):
+    for what, value, longest in (
+        ("address", address, MAX_ADDRESS_LENGTH), ("city", city, MAX_CITY_LENGTH), ("country", country, MAX_COUNTRY_LENGTH)
+    ):
         if not value.strip() or not value.strip("_"):
             raise _fail(NAME_PARTS, f"The {what} part of {name!r} is empty; expected {PATTERN_HINT}.", name)
+        if len(value) > longest:
+            raise _fail(NAME_PART_TOO_LONG, f"The {what} part of the file name is {len(value)} characters; at most {longest} are kept.", shown)
 
     m_date = _DATE.match(date_s)
     if not m_date:

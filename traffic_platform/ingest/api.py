@@ -15,13 +15,14 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
 
 from ..domain.captures import ACCEPTED, CaptureRecord
 from ..domain.errors import BadRequest, Forbidden, NotFound, TrafficPlatformError, Unauthorized
+from ..domain.redact import redact
 from .metrics import Metrics
 from .service import IngestService
 
@@ -110,15 +111,19 @@ class Api:
         readiness: Mapping[str, Callable[[], object]] | None = None,
         metrics: Metrics | None = None,
         api_key: str | None = None,
+        base_path: str = "",
     ):
         self.service = service
         self.lookup = lookup or CaptureLookup()
         self.readiness = dict(readiness or {})
         self.metrics = metrics or Metrics()
         self.api_key = api_key
+        self.base_path = "/" + base_path.strip("/") if base_path.strip("/") else ""
 
     def handle(self, req: Request) -> Response:
         started = time.perf_counter()
+        if self.base_path and (req.path == self.base_path or req.path.startswith(self.base_path + "/")):
+            req = replace(req, path=req.path[len(self.base_path):] or "/")  # a custom domain's base path
         route = route_name(req.path)
         try:
             response = self._route(req)
@@ -137,7 +142,7 @@ class Api:
         if path == "/healthz":
             return Response.json(200, {"status": "ok"})
         if path == "/readyz":
-            return self._ready()
+            return self._ready(req)
         if path == "/metrics":
             return Response(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
         self._authorise(req)
@@ -163,6 +168,13 @@ class Api:
         body = {"error": {"code": "method_not_allowed", "message": f"Use {allowed} on this path."}}
         return Response(405, json.dumps(body).encode(), headers={"Allow": allowed})
 
+    def _authorised(self, req: Request) -> bool:
+        try:
+            self._authorise(req)
+        except TrafficPlatformError:
+            return False
+        return True
+
     def _authorise(self, req: Request) -> None:
         if not self.api_key:
             return
@@ -177,18 +189,27 @@ class Api:
         record = self.service.ingest(file_name, data, content_type)
         return Response.json(201, capture_answer(record))
 
-    def _ready(self) -> Response:
+    def _ready(self, req: Request) -> Response:
+        """Every check's ok/not-ok; what it found (or its error) only for a caller with a valid
+        API key (or when none is configured), passwords masked even then."""
+        detailed = self._authorised(req)
         checks: dict[str, Any] = {}
+        degraded: list[str] = []
         ok = True
         for name, probe in self.readiness.items():
             try:
                 detail = probe()
-                checks[name] = {"ok": True, **(detail if isinstance(detail, dict) else {})}
+                detail = detail if isinstance(detail, dict) else {}
+                # A probe may answer {"degraded": reason}: still ready (200), but someone should look.
+                if detail.get("degraded"):
+                    degraded.append(f"{name}: {detail['degraded']}")
+                checks[name] = {"ok": True, **(detail if detailed else {})}
             except Exception as exc:
                 ok = False
-                checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
-        # A probe may answer {"degraded": reason}: still ready (200), but someone should look.
-        degraded = [f"{name}: {c['degraded']}" for name, c in checks.items() if c.get("degraded")]
+                checks[name] = {"ok": False}
+                if detailed:
+                    checks[name]["error"] = redact(f"{type(exc).__name__}: {exc}")[:500]
+                log.warning("readiness check %s failed: %s", name, redact(f"{type(exc).__name__}: {exc}")[:500])
         status = "degraded" if ok and degraded else "ok" if ok else "unavailable"
         return Response.json(200 if ok else 503, {"ready": ok, "status": status, "reasons": degraded, "checks": checks})
 
@@ -205,6 +226,10 @@ def route_name(path: str) -> str:
     return "other"
 
 
+_NAME_HINT = ("Say the file name: ?filename=<address>_<city>_<country>_<DD-MM-YYYY>_<HH-MM-SS>.jpg "
+              "(or the multipart part's filename).")
+
+
 def read_upload(req: Request) -> tuple[str, bytes, str | None]:
     """(file name, bytes, content type) from a raw-body or multipart/form-data upload."""
     content_type = req.headers.get("content-type", "")
@@ -216,8 +241,11 @@ def read_upload(req: Request) -> tuple[str, bytes, str | None]:
         for part in message.iter_parts():
             if part.get_param("name", header="content-disposition") == "image":
                 data = part.get_payload(decode=True) or b""
-                return file_name or part.get_filename() or "", data, part.get_content_type()
+                file_name = file_name or part.get_filename()
+                if file_name is None:  # no name anywhere: as for a raw body (a blank one is file_name_empty)
+                    raise BadRequest(_NAME_HINT, code="missing_file_name")
+                return file_name, data, part.get_content_type()
         raise BadRequest("The multipart body has no field named 'image'.", code="missing_image_field")
     if not file_name:
-        raise BadRequest("Say the file name: ?filename=<address>_<city>_<country>_<DD-MM-YYYY>_<HH-MM-SS>.jpg", code="missing_file_name")
+        raise BadRequest(_NAME_HINT, code="missing_file_name")
     return file_name, req.body, content_type.split(";")[0].strip() or None

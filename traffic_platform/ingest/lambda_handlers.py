@@ -8,6 +8,7 @@ at the first invocation, then reused.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ from functools import cache
 from typing import Any
 
 from ..config import Settings
+from ..domain.errors import BadRequest
 from .api import Api, Request, Response
 
 log = logging.getLogger("traffic_platform.lambda")
@@ -37,49 +39,135 @@ def _aws_clients() -> dict[str, Any]:
     from ..storage.objectstore import open_object_store
 
     settings = _settings()
-    return {"sqs": boto3.client("sqs", region_name=settings.s3_region), "store": open_object_store(settings)}
+    return {"sqs": boto3.client("sqs", region_name=settings.sqs_region), "store": open_object_store(settings)}
 
 
 @cache
 def _ingest_api() -> Api:
     from ..detection.factory import build_detector
-    from .metrics import Metrics
-    from .service import IngestService
-    from .sqs_handoff import SqsHandoff
 
     settings = _settings()
     if not settings.queue_url:
         raise RuntimeError("TRAFFIC_QUEUE_URL must name the SQS queue of the persist Lambda.")
     clients = _aws_clients()
-    handoff = SqsHandoff(clients["sqs"], settings.queue_url, clients["store"])
-    service = IngestService(settings, build_detector(settings), handoff)
-    return Api(service, metrics=Metrics(), api_key=settings.api_key)
+    return lambda_api(settings, build_detector(settings), clients["sqs"], clients["store"], _repository())
 
 
-def request_from_event(event: dict[str, Any]) -> Request:
+def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: Any) -> Api:
+    """The ingest function's :class:`Api`: SQS hand-off, captures read from the database and
+    store (no spool here, see :mod:`.lookup`), readiness of database, store, queue and model."""
+    from .lookup import StoredCaptureLookup
+    from .metrics import Metrics
+    from .service import IngestService
+    from .sqs_handoff import SqsHandoff
+
+    handoff = SqsHandoff(sqs, settings.queue_url, store)
+    return Api(
+        IngestService(settings, detector, handoff),
+        lookup=StoredCaptureLookup(repo, store),
+        readiness={
+            "database": repo.ping,
+            "object_store": store.ping,
+            "queue": lambda: _queue_ready(sqs, settings.queue_url),
+            "model": lambda: _model_ready(detector),
+        },
+        metrics=Metrics(),
+        api_key=settings.api_key,
+        base_path=settings.api_base_path,
+    )
+
+
+def _queue_ready(sqs: Any, queue_url: str | None) -> dict[str, Any]:
+    attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"])
+    return {"approximate_messages": int(attributes.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))}
+
+
+def _model_ready(detector: Any) -> dict[str, Any]:
+    """A SageMaker endpoint must be ``InService`` (``DescribeEndpoint``); an in-process model is
+    ready once loaded."""
+    endpoint = getattr(detector, "endpoint_name", None)
+    if endpoint is None:
+        return dict(detector.describe())
+    status = _sagemaker_client(detector.client.meta.region_name).describe_endpoint(EndpointName=endpoint)["EndpointStatus"]
+    if status != "InService":
+        raise RuntimeError(f"SageMaker endpoint {endpoint} is {status}")
+    return {"endpoint": endpoint, "endpoint_status": status}
+
+
+@cache
+def _sagemaker_client(region: str) -> Any:
+    import boto3
+
+    return boto3.client("sagemaker", region_name=region)
+
+
+@cache
+def _repository() -> Any:
+    from ..storage.database import make_engine
+    from ..storage.repository import Repository
+
+    return Repository(make_engine(_settings().database_url))
+
+
+def request_from_event(event: Any) -> Request:
     """API Gateway REST (v1) or HTTP API (v2) proxy event -> :class:`Request`.
 
     The file name may come from the query (``filename``), the path (``/v1/images/{filename}``)
-    or the ``x-filename`` header.
+    or the ``x-filename`` header. An event that is not such a document raises
+    :class:`BadRequest` ``bad_event``; a body that is not valid base64, ``bad_base64``.
     """
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items() if v is not None}
+    if not isinstance(event, dict):
+        raise _bad_event("the event is not a JSON object")
+    headers = _string_map(event, "headers")
+    context = event.get("requestContext") or {}
+    if not isinstance(context, dict):
+        raise _bad_event("requestContext is not an object")
     if event.get("version") == "2.0":
-        method = event["requestContext"]["http"]["method"]
-        path = event.get("rawPath") or event["requestContext"]["http"]["path"]
+        http = context.get("http")
+        if not isinstance(http, dict) or not isinstance(http.get("method"), str):
+            raise _bad_event("an HTTP API (v2) event needs requestContext.http.method")
+        method = http["method"]
+        path = event.get("rawPath") or http.get("path")
     else:
-        method = event.get("httpMethod", "GET")
-        path = event.get("path") or "/"
-    query = dict(event.get("queryStringParameters") or {})
-    path_params = event.get("pathParameters") or {}
+        method = event.get("httpMethod")
+        path = event.get("path")
+        if not isinstance(method, str):
+            raise _bad_event("a REST API (v1) event needs httpMethod")
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise _bad_event("the event has no request path")
+    query = _string_map(event, "queryStringParameters")
+    path_params = _string_map(event, "pathParameters")
     if "filename" in path_params and "filename" not in query:
         query["filename"] = path_params["filename"]
         path = "/v1/images"
-    stage = (event.get("requestContext") or {}).get("stage")
-    if stage and stage != "$default" and path.startswith(f"/{stage}/"):
+    stage = context.get("stage")
+    if isinstance(stage, str) and stage and stage != "$default" and path.startswith(f"/{stage}/"):
         path = path[len(stage) + 1 :]
+    return Request(method=method.upper(), path=path, query=query, headers={k.lower(): v for k, v in headers.items()},
+                   body=_event_body(event))
+
+
+def _bad_event(why: str) -> BadRequest:
+    return BadRequest(f"The request could not be read from the API Gateway event: {why}.", code="bad_event")
+
+
+def _string_map(event: dict[str, Any], name: str) -> dict[str, str]:
+    value = event.get(name) or {}
+    if not isinstance(value, dict):
+        raise _bad_event(f"{name} is not an object")
+    return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def _event_body(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
-    data = base64.b64decode(body) if event.get("isBase64Encoded") else body.encode("utf-8") if isinstance(body, str) else body
-    return Request(method=method, path=path, query=query, headers=headers, body=data)
+    if not isinstance(body, str):
+        raise _bad_event("body is not a string")
+    if not event.get("isBase64Encoded"):
+        return body.encode("utf-8")
+    try:
+        return base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("The request body is marked base64-encoded but is not valid base64.", code="bad_base64") from None
 
 
 def event_response(response: Response) -> dict[str, Any]:
@@ -100,9 +188,12 @@ def ingest_handler(event: dict[str, Any], context: Any = None, api: Api | None =
     except Exception:
         log.exception("ingest Lambda could not start")
         return event_response(Response.json(503, {"error": {"code": "service_unavailable", "message": "The ingest service is starting or misconfigured; retry shortly."}}))
-    response = api.handle(request_from_event(event))
-    log.info("request", extra={"event": "request", "path": event.get("rawPath") or event.get("path"),
-                               "status": response.status})
+    try:
+        response = api.handle(request_from_event(event))
+    except BadRequest as exc:  # the event itself is malformed: nothing reached the API
+        response = Response.error(exc)
+    path = (event.get("rawPath") or event.get("path")) if isinstance(event, dict) else None
+    log.info("request", extra={"event": "request", "path": path, "status": response.status})
     return event_response(response)
 
 
@@ -126,6 +217,7 @@ def persist_handler(
     the DLQ after ``maxReceiveCount``, with the reason in the log. ``persister``, ``store``,
     ``sqs``, ``queue_url`` and ``settings`` are injectable for tests; production builds them once.
     """
+    from ..storage.objectstore import ObjectNotFound
     from .failures import PERMANENT, decide
     from .sqs_handoff import job_from_message
 
@@ -140,7 +232,7 @@ def persist_handler(
         try:
             try:
                 job, staged = job_from_message(record["body"], store)
-            except KeyError:  # staged image gone: a redelivery of a message already stored?
+            except ObjectNotFound:  # staged image gone: only a redelivery of a message already stored
                 if persister.repo.capture_exists(json.loads(record["body"])["job"]["capture_id"]):
                     continue
                 raise
@@ -195,12 +287,8 @@ def _queue_url_from_arn(sqs: Any, arn: str) -> str:
 
 @cache
 def _default_persister() -> Any:
-    from ..storage.database import make_engine
-    from ..storage.repository import Repository
     from .persist import Persister
 
     settings = _settings()
-    return Persister(
-        Repository(make_engine(settings.database_url)), _aws_clients()["store"], max_pixels=settings.max_pixels
-    )
+    return Persister(_repository(), _aws_clients()["store"], max_pixels=settings.max_pixels)
 

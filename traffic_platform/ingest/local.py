@@ -17,11 +17,12 @@ from typing import Any
 
 from ..config import Settings
 from ..detection.base import Detector
-from ..domain.captures import ACCEPTED, DISTORTED, CaptureRecord
-from ..domain.errors import DistortedImage, NotFound, TrafficPlatformError
-from .api import PERSIST_FAILED, STORED, Api, CaptureLookup, pending_answer
+from ..domain.captures import DISTORTED, CaptureRecord
+from ..domain.errors import DistortedImage, TrafficPlatformError
+from .api import Api
 from .handoff import CaptureJob
 from .http_server import ApiServer
+from .lookup import StoredCaptureLookup
 from .metrics import Metrics
 from .persist import Persister
 from .service import IngestService
@@ -31,38 +32,8 @@ from .worker import SpoolWorker
 log = logging.getLogger(__name__)
 
 
-class LocalCaptureLookup(CaptureLookup):
-    """A capture's state from the database, else the spool (pending) or its dead letters (failed)."""
-
-    def __init__(self, repo, store, spool: Spool):
-        self.repo, self.store, self.spool = repo, store, spool
-
-    def status(self, capture_id: str) -> dict[str, Any]:
-        row = self.repo.get_capture(capture_id)
-        if row is not None:
-            return {**row, "status": STORED if row.get("status") == ACCEPTED else row.get("status")}
-        if self.spool.is_pending(capture_id):
-            job = self.spool.load(capture_id)
-            return pending_answer(job.record, self.spool.attempts(capture_id).get("last_error"))
-        reason = self.spool.dead_reason(capture_id)
-        if reason is not None:
-            return {"capture_id": capture_id, "status": PERSIST_FAILED, "error": reason.get("reason")}
-        raise NotFound(f"No capture {capture_id}: it was never accepted here.", code="capture_not_found")
-
-    def image(self, capture_id: str, annotated: bool) -> tuple[bytes, str]:
-        row = self.repo.get_capture(capture_id)
-        if row is None:
-            if self.spool.is_pending(capture_id):
-                raise NotFound(f"Capture {capture_id} is still being stored; try again in a moment.", code="capture_pending")
-            raise NotFound(f"No capture {capture_id}.", code="capture_not_found")
-        key = row.get("annotated_key") if annotated else row.get("image_key")
-        if not key:
-            raise NotFound(f"Capture {capture_id} has no {'annotated ' if annotated else ''}image (status {row.get('status')}).", code="image_not_found")
-        try:
-            data = self.store.get(key)
-        except KeyError:  # ObjectNotFound
-            raise NotFound(f"The image of capture {capture_id} is missing from the object store.", code="image_not_found") from None
-        return data, "image/jpeg" if annotated or key.endswith((".jpg", ".jpeg")) else "image/png"
+#: The embedded home's lookup is the shared one, with its spool (pending / failed states).
+LocalCaptureLookup = StoredCaptureLookup
 
 
 class LocalPlatform:
@@ -183,6 +154,7 @@ class LocalPlatform:
             },
             metrics=self.metrics,
             api_key=self.settings.api_key,
+            base_path=self.settings.api_base_path,
         )
 
     def spool_health(self) -> dict[str, Any]:

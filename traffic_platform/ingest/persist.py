@@ -48,12 +48,12 @@ class Persister:
         meta = record.metadata
         annotated_key = None
         if record.status == ACCEPTED:
-            image_key = keys.image_key(record.capture_id, meta.captured_at, meta.extension)
+            image_key = keys.image_key(record.capture_id, meta.captured_at, record.extension)
             annotated_key = keys.annotated_key(record.capture_id, meta.captured_at)
             self.store.put(image_key, job.image, record.content_type)
             self.store.put(annotated_key, self._annotated(job), "image/jpeg")
         else:
-            image_key = keys.distorted_key(record.capture_id, meta.captured_at, meta.extension)
+            image_key = keys.distorted_key(record.capture_id, meta.captured_at, record.extension)
             self.store.put(image_key, job.image, record.content_type)
         created = self.repo.save_capture(
             replace(record, image_key=image_key, annotated_key=annotated_key)

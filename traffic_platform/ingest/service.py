@@ -119,7 +119,8 @@ class IngestService:
             )
         except DistortedImage as exc:  # it is a JPEG/PNG, but broken: keep it as distorted
             reasons = list(exc.details.get("reasons") or [exc.code])
-            self._handoff(record(DISTORTED, quality_reasons=reasons), data, timings, t0)
+            sniffed = exc.details.get("content_type")  # from the bytes' signature, when they had one
+            self._handoff(record(DISTORTED, quality_reasons=reasons, content_type=sniffed), data, timings, t0)
             raise self._distorted(exc.message, capture_id, reasons, {}, code=exc.code) from None
         timings["decode_ms"] = (time.perf_counter() - t0) * 1e3
 
@@ -130,7 +131,7 @@ class IngestService:
         detections = self.detector.detect_one(ImageInput.of(decoded))
         timings["detect_ms"] = (time.perf_counter() - t) * 1e3
         report, timings["quality_ms"] = quality.result()
-        size = {"width": decoded.width, "height": decoded.height}
+        size = {"width": decoded.width, "height": decoded.height, "content_type": decoded.content_type}
         if not report.ok:
             distorted = record(DISTORTED, quality_metrics=report.metrics, quality_reasons=report.reasons, **size)
             self._handoff(distorted, data, timings, t0)

@@ -35,7 +35,7 @@ class SqsHandoff:
         if len(job.image) <= self.inline_limit:
             body["image_b64"] = base64.b64encode(job.image).decode()
         else:
-            key = f"{INCOMING_PREFIX}{job.capture_id}.{job.record.metadata.extension}"
+            key = f"{INCOMING_PREFIX}{job.capture_id}.{job.record.extension}"
             self.store.put(key, job.image, job.record.content_type)
             body["image_key"] = key
         self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(body, ensure_ascii=False))
@@ -44,6 +44,13 @@ class SqsHandoff:
 def job_from_message(body: str, store: Any) -> tuple[CaptureJob, str | None]:
     """Rebuild the job of one SQS message; also return the staged key to delete once stored."""
     message = json.loads(body)
+    if not isinstance(message, dict) or not isinstance(message.get("job"), dict):
+        raise ValueError("malformed persist message: no job header")
     staged = message.get("image_key")
-    image = store.get(staged) if staged else base64.b64decode(message["image_b64"])
+    if staged:
+        image = store.get(staged)  # ObjectNotFound (a KeyError) when the staged copy is gone
+    elif message.get("image_b64"):
+        image = base64.b64decode(message["image_b64"], validate=True)
+    else:
+        raise ValueError(f"malformed persist message for {message['job'].get('capture_id')}: neither image_b64 nor image_key")
     return CaptureJob.from_parts(message["job"], image), staged

@@ -64,8 +64,23 @@ def file_name_for(key: str) -> str:
 
 
 def rejected_key(key: str) -> str:
-    """``landing/<rest>`` -> ``rejected/<rest>`` (the key is already escaped)."""
-    return REJECTED_PREFIX + key[len(LANDING_PREFIX):]
+    """``landing/<rest>`` -> ``rejected/<rest>`` (the key is already escaped); a key too long for
+    that (and its ``.reason.json``) goes to ``rejected/long-keys/<sha256 of the key>``."""
+    target = REJECTED_PREFIX + key[len(LANDING_PREFIX):]
+    if is_valid_key(target + REASON_SUFFIX):
+        return target
+    return f"{REJECTED_PREFIX}long-keys/{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+
+
+#: Names a copy in progress has (rsync's ``.name.XXXXXX``, editors' ``name~``, browsers'
+#: ``.crdownload``, ``.part``/``.tmp``): never taken, whatever their age.
+TEMPORARY_SUFFIXES = ("~", ".part", ".tmp", ".crdownload")
+
+
+def is_temporary(key: str) -> bool:
+    """Whether the object's name is a hidden or temporary file (``.name``, ``name~``, ``name.part``…)."""
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith(".") or name.lower().endswith(TEMPORARY_SUFFIXES)
 
 
 # -- the sensor's bookkeeping ---------------------------------------------------------------
@@ -74,6 +89,7 @@ BATCH_SIZE = 100  # objects per run: one model load and one worker drain serve t
 MAX_PER_TICK = 1000  # objects requested per tick; the rest wait for the next tick
 RETRY_AFTER_S = 3600.0  # an object still in landing an hour after its request is requested again…
 MAX_ATTEMPTS = 3  # …up to three requests in all; then it stays in landing for an operator
+SETTLE_S = 30.0  # default of TRAFFIC_LANDING_SETTLE_S: an object is taken once unchanged this long
 
 
 @dataclass
@@ -85,8 +101,13 @@ class LandingTick:
 
 def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batch_size: int = BATCH_SIZE,
                      max_per_tick: int = MAX_PER_TICK, retry_after_s: float = RETRY_AFTER_S,
-                     max_attempts: int = MAX_ATTEMPTS) -> LandingTick:
+                     max_attempts: int = MAX_ATTEMPTS, settle_s: float = SETTLE_S) -> LandingTick:
     """Run requests for the objects in landing that no run has been asked to process yet.
+
+    Only settled objects are taken: last modified ``settle_s`` ago, or listed with the same
+    token for ``settle_s`` (the cursor's ``seen``: robust to a store clock that differs from
+    ours); ``settle_s=0`` takes everything at once. Hidden and temporary names
+    (:func:`is_temporary`) are never taken.
 
     The cursor remembers, per object still in landing, the token that was requested, when,
     and how often. A new or replaced object (new token) is requested at once; one that is
@@ -96,15 +117,26 @@ def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batc
     ``key@token#attempt`` lines, so Dagster never launches the same batch twice either.
     """
     listing = store.scan(LANDING_PREFIX)
-    objects, unaddressable = listing.objects, listing.unaddressable
-    state: dict[str, list] = json.loads(cursor)["requested"] if cursor else {}
+    unaddressable = listing.unaddressable
+    objects = [o for o in listing.objects if not is_temporary(o.key)]
+    temporary = len(listing.objects) - len(objects)
+    saved = json.loads(cursor) if cursor else {}
+    state: dict[str, list] = saved.get("requested", {})
     present = {o.key for o in objects}
     state = {k: v for k, v in state.items() if k in present}
+    seen_before: dict[str, list] = saved.get("seen", {})
+    seen: dict[str, list] = {}
     due: list[tuple[ObjectInfo, int]] = []
-    in_flight = gave_up = 0
+    in_flight = gave_up = settling = 0
     for obj in objects:
         previous = state.get(obj.key)
         if previous is None or previous[0] != obj.token:
+            first_seen = seen_before.get(obj.key)
+            since = first_seen[1] if first_seen and first_seen[0] == obj.token else now
+            if settle_s > 0 and now - obj.modified < settle_s and now - since < settle_s:
+                seen[obj.key] = [obj.token, since]  # still being written, perhaps: look again later
+                settling += 1
+                continue
             due.append((obj, 1))
         elif now - previous[1] < retry_after_s:
             in_flight += 1
@@ -125,8 +157,10 @@ def landing_requests(store: ObjectStore, cursor: str | None, now: float, *, batc
         for obj, attempt in batch:
             state[obj.key] = [obj.token, now, attempt]
     figures = {"objects": len(objects), "requested": len(due), "runs": len(requests), "in_flight": in_flight,
-               "gave_up": gave_up, "unaddressable_keys": unaddressable}
-    return LandingTick(requests, json.dumps({"requested": state}, sort_keys=True), figures)
+               "gave_up": gave_up, "settling": settling, "temporary_names": temporary,
+               "unaddressable_keys": unaddressable}
+    saved = {"requested": state, **({"seen": seen} if seen else {})}
+    return LandingTick(requests, json.dumps(saved, sort_keys=True), figures)
 
 
 def landing_run_config(keys: Sequence[str]) -> dict[str, Any]:
@@ -165,7 +199,9 @@ def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_t
         """The objects to ingest, read one at a time; the others get their outcome here."""
         for key in dict.fromkeys(keys):
             if not key.startswith(LANDING_PREFIX) or not is_valid_key(key):
-                raise ValueError(f"{key!r} is not an object key under {LANDING_PREFIX!r}")
+                summary.outcomes[key] = FAILED
+                summary.problems[key] = f"not an object key under {LANDING_PREFIX!r}"
+                continue
             info = None
             try:
                 info = store.stat(key)
@@ -183,13 +219,11 @@ def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_t
                 summary.outcomes[key] = GONE
                 continue
             except PayloadTooLarge as exc:
-                _reject(store, key, exc, info.size if info else None, run_id)
-                summary.outcomes[key], summary.problems[key] = REJECTED, f"{exc.code}: {exc.message}"
+                _reject_into(summary, store, key, exc, info.size if info else None, run_id)
                 continue
             except UnicodeDecodeError as exc:  # a %XX sequence that is not UTF-8
-                _reject(store, key, _BadName(f"The object key's name is not percent-encoded UTF-8: {exc}"),
-                        info.size if info else None, run_id)
-                summary.outcomes[key], summary.problems[key] = REJECTED, "invalid_file_name"
+                _reject_into(summary, store, key, _BadName(f"The object key's name is not percent-encoded UTF-8: {exc}"),
+                             info.size if info else None, run_id)
                 continue
             except Exception as exc:  # noqa: BLE001 - one bad object must not stop the batch
                 log.exception("landing object %s failed", key)
@@ -199,35 +233,57 @@ def process_landing(platform: "LocalPlatform", keys: Iterable[str], *, persist_t
             yield file_name, data, key
 
     for outcome in platform.ingest_batch(items(), wait_s=persist_timeout_s):
-        key = outcome.tag
-        if outcome.error is not None or outcome.problem:
-            summary.problems[key] = (
-                outcome.error.code if outcome.status == DISTORTED
-                else f"{outcome.error.code}: {outcome.error.message}" if outcome.error
-                else outcome.problem
-            )  # fmt: skip
-        if outcome.status == REJECTED:  # the object itself is wrong: no retry can fix it
-            _reject(store, key, outcome.error, read[key].size, run_id)
-            summary.outcomes[key] = REJECTED
-            continue
-        if outcome.capture_id is None:  # the detector or a dependency failed: leave it for a later run
-            summary.outcomes[key] = FAILED
-            continue
-        summary.capture_ids[key] = outcome.capture_id
-        if not outcome.stored:
-            summary.outcomes[key] = FAILED
-            summary.problems[key] = outcome.problem or "not stored yet"
-            continue
-        summary.outcomes[key] = outcome.status
-        now = store.stat(key)
-        if now is not None and now.token == read[key].token:  # not replaced meanwhile by a new upload
-            store.delete(key)
+        try:
+            _settle(summary, store, outcome, read[outcome.tag], run_id)
+        except Exception as exc:  # noqa: BLE001 - one object's clean-up must not fail the others
+            log.exception("landing object %s: clean-up failed", outcome.tag)
+            summary.outcomes[outcome.tag] = FAILED
+            summary.problems[outcome.tag] = f"{type(exc).__name__}: {exc}"[:500]
     return summary
+
+
+def _settle(summary: LandingSummary, store: ObjectStore, outcome: Any, info: ObjectInfo, run_id: str | None) -> None:
+    """Record one ingested object's outcome and clear it from landing (see the module docstring)."""
+    key = outcome.tag
+    if outcome.error is not None or outcome.problem:
+        summary.problems[key] = (
+            outcome.error.code if outcome.status == DISTORTED
+            else f"{outcome.error.code}: {outcome.error.message}" if outcome.error
+            else outcome.problem
+        )  # fmt: skip
+    if outcome.status == REJECTED:  # the object itself is wrong: no retry can fix it
+        _reject(store, key, outcome.error, info.size, run_id)
+        summary.outcomes[key] = REJECTED
+        return
+    if outcome.capture_id is None:  # the detector or a dependency failed: leave it for a later run
+        summary.outcomes[key] = FAILED
+        return
+    summary.capture_ids[key] = outcome.capture_id
+    if not outcome.stored:
+        summary.outcomes[key] = FAILED
+        summary.problems[key] = outcome.problem or "not stored yet"
+        return
+    summary.outcomes[key] = outcome.status
+    now = store.stat(key)
+    if now is not None and now.token == info.token:  # not replaced meanwhile by a new upload
+        store.delete(key)
 
 
 class _BadName(TrafficPlatformError):
     code = "invalid_file_name"
     http_status = 400
+
+
+def _reject_into(summary: LandingSummary, store: ObjectStore, key: str, exc: TrafficPlatformError,
+                 size: int | None, run_id: str | None) -> None:
+    """:func:`_reject`, recorded in ``summary``; a store failure leaves the object in landing (failed)."""
+    try:
+        _reject(store, key, exc, size, run_id)
+    except Exception as failure:  # noqa: BLE001 - one object must not fail the batch
+        log.exception("landing object %s could not be moved to %s", key, REJECTED_PREFIX)
+        summary.outcomes[key], summary.problems[key] = FAILED, f"{type(failure).__name__}: {failure}"[:500]
+        return
+    summary.outcomes[key], summary.problems[key] = REJECTED, f"{exc.code}: {exc.message}"
 
 
 def _reject(store: ObjectStore, key: str, exc: TrafficPlatformError, size: int | None, run_id: str | None) -> None:

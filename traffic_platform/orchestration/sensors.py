@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 from sqlalchemy import DateTime, bindparam, text
 
+from ..config import Settings
 from .jobs import reporting_daily_job, reporting_run_request
 from .landing import landing_ingest_job, landing_requests
 from .partitions import configured_start, in_partitions, partition_key_for
@@ -129,7 +130,8 @@ def late_captures_sensor(context: dg.SensorEvaluationContext, database: Database
     "batch of new objects; the cursor remembers what was requested (by ETag/size or size/mtime).",
 )
 def landing_ingest_sensor(context: dg.SensorEvaluationContext, object_store: ObjectStoreResource) -> dg.SensorResult:
-    tick = landing_requests(object_store.get_store(), context.cursor, time.time())
+    settle_s = Settings.from_env().landing_settle_s  # TRAFFIC_LANDING_SETTLE_S
+    tick = landing_requests(object_store.get_store(), context.cursor, time.time(), settle_s=settle_s)
     context.log.info(f"landing: {tick.figures}")
     if not tick.requests:
         return dg.SensorResult(skip_reason=dg.SkipReason(f"nothing new under landing/ ({tick.figures})"), cursor=tick.cursor)

@@ -19,6 +19,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import Connection, make_url
 
+from ..domain.redact import redact
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK = "traffic_platform_migrate"
@@ -34,7 +36,10 @@ DDL_HEADER = (
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url`` (``sqlite:///path`` or ``mysql+pymysql://...``). Create once per process."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # SQLAlchemy's message quotes the whole URL, password included
+        raise ValueError(redact(f"invalid database URL: {exc}")) from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database

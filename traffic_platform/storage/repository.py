@@ -43,18 +43,27 @@ class Repository:
     def save_capture(self, record: CaptureRecord) -> bool:
         """Store ``record`` (location, capture, detections, counts) in one transaction.
 
-        Idempotent; returns ``True`` when this call created the capture row.
+        Idempotent; returns ``True`` when this call created the capture row. The latest
+        ingest's verdict is the stored one: a record ingested later than the stored row
+        whose verdict differs (status, reasons, ingest model or its counts — e.g. the same
+        upload after a threshold change) replaces the row's verdict, object keys and ingest
+        detections (other model versions stay); an older one (a late redelivery) changes nothing.
         """
         return _retry(lambda: self._save_capture(record))
 
     def _save_capture(self, record: CaptureRecord) -> bool:
         with self._writer.begin() as conn:
             created = False
-            if not _capture_exists(conn, record.capture_id):
+            stored = _stored_verdict(conn, record.capture_id)
+            if stored is None:
                 location_id = self._location_id_for(conn, record)
                 created = _insert_ignoring_duplicate(
                     conn, captures, [_capture_row(record, location_id)]
                 )
+            elif _is_newer_verdict(conn, stored, record):
+                stored = _stored_verdict(conn, record.capture_id, lock=True)  # then decide again, alone
+                if _is_newer_verdict(conn, stored, record):
+                    _replace_verdict(conn, stored, record)
             if record.model_name is not None and not _has_counts(
                 conn, record.capture_id, record.model_name, record.model_version
             ):
@@ -221,6 +230,54 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
     row.update({name: _finite(record.quality_metrics.get(name)) for name in QUALITY_METRICS})
     row.update({name: _finite(record.timings.get(name)) for name in TIMINGS})
     return row
+
+
+_VERDICT = ("status", "quality_reasons", "model_name", "model_version", "ingested_at", "location_id")
+
+
+def _stored_verdict(conn: Connection, capture_id: str, *, lock: bool = False) -> Any:
+    """The stored row's verdict columns (``lock``: locked until the transaction ends; only for a
+    row that exists — a locking read of a missing key takes a gap lock that makes concurrent
+    first inserts deadlock on MySQL); ``None`` if absent."""
+    query = select(*(captures.c[name] for name in _VERDICT)).where(captures.c.capture_id == capture_id)
+    return conn.execute(query.with_for_update() if lock else query).mappings().first()
+
+
+def _ingest_counts(conn: Connection, capture_id: str, model_name: str, model_version: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(capture_counts.c.traffic_class, capture_counts.c["count"]).where(
+            _model_filter(capture_counts, capture_id, model_name, model_version)
+        )
+    ).all()
+    return {cls: int(n) for cls, n in rows}
+
+
+def _is_newer_verdict(conn: Connection, stored: Any, record: CaptureRecord) -> bool:
+    """Whether ``record`` was ingested after the stored row and decided otherwise."""
+    if record.ingested_at <= stored["ingested_at"]:
+        return False
+    if (stored["status"], json.loads(stored["quality_reasons"]), stored["model_name"], stored["model_version"]) != (
+        record.status, list(record.quality_reasons), record.model_name, record.model_version
+    ):
+        return True
+    if record.model_name is None:
+        return False
+    counts = _ingest_counts(conn, record.capture_id, record.model_name, record.model_version)
+    return bool(counts) and counts != record.counts
+
+
+def _replace_verdict(conn: Connection, stored: Any, record: CaptureRecord) -> None:
+    """Overwrite the row's verdict with ``record``'s and drop the previous ingest detections
+    (the caller inserts the new ones); ``stored_at`` moves, so reporting re-runs that day."""
+    row = _capture_row(record, stored["location_id"])
+    for fixed in ("capture_id", "location_id", "captured_at", "captured_at_utc", "file_name", "content_sha256"):
+        row.pop(fixed)
+    conn.execute(captures.update().where(captures.c.capture_id == record.capture_id).values(row))
+    names = {(stored["model_name"], stored["model_version"]), (record.model_name, record.model_version)}
+    for name, version in names:
+        if name is not None:
+            for table in (detections_table, capture_counts):
+                conn.execute(delete(table).where(_model_filter(table, record.capture_id, name, version)))
 
 
 def _capture_exists(conn: Connection, capture_id: str) -> bool:

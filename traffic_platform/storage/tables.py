@@ -38,6 +38,12 @@ from sqlalchemy.dialects import mysql
 
 from ..domain.captures import CAPTURE_STATUSES
 from ..domain.classes import TRAFFIC_CLASSES
+from ..domain.metadata import (
+    MAX_ADDRESS_LENGTH,
+    MAX_CITY_LENGTH,
+    MAX_COUNTRY_LENGTH,
+    MAX_NAME_LENGTH,
+)
 
 QUALITY_METRICS: tuple[str, ...] = (
     "sharpness",
@@ -98,13 +104,13 @@ locations = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column(
         "address",
-        exact_text(200),
+        exact_text(MAX_ADDRESS_LENGTH),
         nullable=False,
         comment="raw token from the file name, underscores kept",
     ),
-    Column("address_display", exact_text(200), nullable=False),
-    Column("city", exact_text(100), nullable=False),
-    Column("country", exact_text(100), nullable=False),
+    Column("address_display", exact_text(MAX_ADDRESS_LENGTH), nullable=False),
+    Column("city", exact_text(MAX_CITY_LENGTH), nullable=False),
+    Column("country", exact_text(MAX_COUNTRY_LENGTH), nullable=False),
     Column(
         "timezone", String(64), nullable=False, comment="IANA zone of the local wall-clock times"
     ),
@@ -122,7 +128,7 @@ captures = Table(
         "captured_at", plain_datetime(), nullable=False, comment="local wall-clock time from the file name"
     ),
     Column("captured_at_utc", plain_datetime(), nullable=False),
-    Column("file_name", exact_text(255), nullable=False),
+    Column("file_name", exact_text(MAX_NAME_LENGTH), nullable=False),
     Column("content_sha256", hex_id(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("quality_reasons", Text, nullable=False, comment="JSON list of reason codes"),

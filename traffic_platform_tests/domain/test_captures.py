@@ -45,3 +45,16 @@ def test_record_validation(make_record):
         make_record(model_name=None, model_version=None, detections=[CAR])
 
 
+
+
+def test_content_type_is_a_field_defaulting_to_the_name(make_record):
+    png_named_jpg = make_record(content_type="image/png")
+    assert png_named_jpg.metadata.content_type == "image/jpeg" and png_named_jpg.extension == "png"
+    header = json.loads(json.dumps(png_named_jpg.header()))
+    assert header["content_type"] == "image/png"
+    assert CaptureRecord.from_header(header).content_type == "image/png"
+    old = {k: v for k, v in header.items() if k != "content_type"}  # a header from before the field
+    assert CaptureRecord.from_header(old).content_type == "image/jpeg"
+    assert make_record().content_type == "image/jpeg" and make_record().extension == "jpg"
+    with pytest.raises(ValueError, match="content_type"):
+        make_record(content_type="image/gif")

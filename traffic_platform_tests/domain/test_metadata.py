@@ -71,6 +71,9 @@ def test_leap_day_is_valid():
         ("a_B_C_12-10-2022_25-61-00.jpg", md.NAME_TIME_INVALID),
         ("a_B_C_12-10-2022_24-00-00.jpg", md.NAME_TIME_INVALID),
         ("a_B_C_12-10-2022_10-51-60.jpg", md.NAME_TIME_INVALID),
+        ("a" * 201 + "_B_C_12-10-2022_10-51-38.jpg", md.NAME_PART_TOO_LONG),
+        ("a_" + "B" * 101 + "_C_12-10-2022_10-51-38.jpg", md.NAME_PART_TOO_LONG),
+        ("a_B_" + "C" * 101 + "_12-10-2022_10-51-38.jpg", md.NAME_PART_TOO_LONG),
     ],
 )
 def test_each_mistake_has_its_own_code(name, code):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import boto3
 import pytest
 
+from traffic_platform.config import Settings
 from traffic_platform.ingest.api import Api
 from traffic_platform.ingest.lambda_handlers import ingest_handler, persist_handler
 from traffic_platform.ingest.persist import Persister
@@ -200,3 +202,240 @@ def test_transient_failures_are_requeued_with_a_delay_never_dead_lettered(s3_set
     for url in (queue_url, dlq_url):
         sqs.delete_queue(QueueUrl=url)
     engine.dispose()
+
+
+# -- the same answers as the embedded home -----------------------------------------------------
+
+
+@pytest.fixture
+def lambda_home(s3_settings, s3_server, db_url, tiny_detector):
+    """The ingest function's own Api (``lambda_api``) over moto SQS + S3 and the database."""
+    from traffic_platform.ingest.lambda_handlers import lambda_api
+
+    sqs = boto3.client("sqs", endpoint_url=s3_server, region_name=s3_settings.s3_region)
+    queue_url = sqs.create_queue(QueueName=f"persist-{abs(hash(db_url)) % 10**8}-l")["QueueUrl"]
+    settings = dataclasses.replace(s3_settings, queue_url=queue_url, api_key="k3y", api_base_path="/traffic")
+    store = open_object_store(settings)
+    engine = make_engine(db_url)
+    upgrade(engine)
+    repo = Repository(engine)
+    yield lambda_api(settings, tiny_detector, sqs, store, repo), sqs, queue_url, Persister(repo, store)
+    sqs.delete_queue(QueueUrl=queue_url)
+    engine.dispose()
+
+
+def get_event(path: str, key: str | None = "k3y") -> dict:
+    return {"version": "2.0", "rawPath": path, "headers": {"x-api-key": key} if key else {},
+            "requestContext": {"http": {"method": "GET", "path": path}, "stage": "$default"}}
+
+
+def test_lambda_answers_captures_like_the_embedded_home(lambda_home):
+    api, sqs, queue_url, persister = lambda_home
+    data = images.png_bytes(images.street_scene(320, 240, seed=3))
+    event = rest_v1_event(data, NAME)  # a PNG sent with a .jpg name
+    event["path"] = "/traffic/v1/images"  # custom domain with a base path
+    event["headers"]["x-api-key"] = "k3y"
+    posted = ingest_handler(event, None, api=api)
+    assert posted["statusCode"] == 201, posted
+    capture_id = json.loads(posted["body"])["capture_id"]
+
+    queued = ingest_handler(get_event(f"/traffic/v1/captures/{capture_id}"), None, api=api)
+    assert queued["statusCode"] == 404
+    error = json.loads(queued["body"])["error"]
+    assert error["code"] == "capture_not_found" and error["details"]["may_be_queued"] is True
+
+    assert persist_handler(as_sqs_event(receive_all(sqs, queue_url)), None, persister=persister) == {"batchItemFailures": []}
+    status = ingest_handler(get_event(f"/traffic/v1/captures/{capture_id}"), None, api=api)
+    assert status["statusCode"] == 200 and json.loads(status["body"])["status"] == "stored"
+    image = ingest_handler(get_event(f"/traffic/v1/captures/{capture_id}/image"), None, api=api)
+    assert image["statusCode"] == 200 and image["headers"]["Content-Type"] == "image/png"
+    assert base64.b64decode(image["body"]) == data
+    annotated = ingest_handler(get_event(f"/v1/captures/{capture_id}/annotated"), None, api=api)
+    assert annotated["statusCode"] == 200 and annotated["headers"]["Content-Type"] == "image/jpeg"
+
+
+def test_lambda_readiness_checks_every_dependency(lambda_home):
+    api = lambda_home[0]
+    with_key = json.loads(ingest_handler(get_event("/readyz"), None, api=api)["body"])
+    assert set(with_key["checks"]) == {"database", "object_store", "queue", "model"}
+    assert with_key["checks"]["queue"] == {"ok": True, "approximate_messages": 0}
+    assert with_key["checks"]["database"]["ok"] and with_key["checks"]["object_store"]["ok"]
+    assert with_key["checks"]["model"]["ok"] and "model_name" in with_key["checks"]["model"]
+    without = json.loads(ingest_handler(get_event("/readyz", key=None), None, api=api)["body"])
+    assert without["checks"] == {name: {"ok": True} for name in with_key["checks"]}
+
+
+def test_readiness_details_need_the_key_and_never_show_passwords(lambda_home):
+    api = lambda_home[0]
+
+    def broken():
+        raise RuntimeError("cannot reach mysql+pymysql://app:hunter2@db:3306/traffic in bucket secret-bucket")
+
+    api.readiness["database"] = broken
+    anonymous = ingest_handler(get_event("/readyz", key=None), None, api=api)
+    assert anonymous["statusCode"] == 503
+    assert json.loads(anonymous["body"])["checks"]["database"] == {"ok": False}
+    assert "secret-bucket" not in anonymous["body"] and "hunter2" not in anonymous["body"]
+    wrong = ingest_handler(get_event("/readyz", key="nope"), None, api=api)
+    assert json.loads(wrong["body"])["checks"]["database"] == {"ok": False}
+    keyed = json.loads(ingest_handler(get_event("/readyz"), None, api=api)["body"])["checks"]["database"]
+    assert "secret-bucket" in keyed["error"] and "hunter2" not in keyed["error"] and "app:***@db" in keyed["error"]
+
+
+def test_model_readiness_asks_sagemaker_for_the_endpoint(s3_server, monkeypatch):
+    from traffic_platform.detection.sagemaker import SageMakerDetector
+    from traffic_platform.ingest import lambda_handlers
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_server)
+    lambda_handlers._sagemaker_client.cache_clear()
+    detector = SageMakerDetector("no-such-endpoint", region="eu-west-1")
+    try:
+        with pytest.raises(Exception, match="no-such-endpoint|Could not find"):
+            lambda_handlers._model_ready(detector)
+    finally:
+        detector.close()
+        lambda_handlers._sagemaker_client.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda e: e.update(body="%%% not base64 %%%"), "bad_base64"),
+        (lambda e: e["requestContext"].pop("http"), "bad_event"),
+        (lambda e: e.update(requestContext="nope"), "bad_event"),
+        (lambda e: e.update(headers=["content-type", "image/jpeg"]), "bad_event"),
+        (lambda e: e.pop("rawPath") and e["requestContext"]["http"].pop("path"), "bad_event"),
+        (lambda e: e.update(body=12345), "bad_event"),
+    ],
+)
+def test_malformed_events_answer_400(aws_home, mutate, code):
+    event = http_v2_event(b"\xff\xd8 whatever", NAME)
+    mutate(event)
+    response = ingest_handler(event, None, api=aws_home[0])
+    assert response["statusCode"] == 400, response
+    assert json.loads(response["body"])["error"]["code"] == code
+
+
+def test_events_without_headers_or_not_objects_answer_400(aws_home):
+    event = rest_v1_event(b"", NAME)
+    event["headers"] = None  # API Gateway sends null when there are none
+    response = ingest_handler(event, None, api=aws_home[0])
+    assert response["statusCode"] == 415  # read fine: an empty body
+    for broken in ([], "GET /", {"path": "/v1/images"}):
+        response = ingest_handler(broken, None, api=aws_home[0])
+        assert response["statusCode"] == 400 and json.loads(response["body"])["error"]["code"] == "bad_event"
+
+
+def test_regions_follow_the_function_not_a_fixed_default():
+    env = {"AWS_REGION": "us-east-1", "TRAFFIC_QUEUE_URL": "http://127.0.0.1:5000/123/q"}
+    settings = Settings.from_env(env)
+    assert settings.s3_region == "us-east-1" and settings.sqs_region == "us-east-1"
+    assert Settings.from_env({"AWS_DEFAULT_REGION": "ap-south-1"}).sqs_region == "ap-south-1"
+    queue_in_url = Settings.from_env({**env, "TRAFFIC_QUEUE_URL": "https://sqs.eu-central-1.amazonaws.com/123/q"})
+    assert queue_in_url.sqs_region == "eu-central-1" and queue_in_url.s3_region == "us-east-1"
+    overridden = Settings.from_env({**env, "TRAFFIC_SQS_REGION": "eu-north-1", "TRAFFIC_S3_REGION": "eu-west-3"})
+    assert (overridden.sqs_region, overridden.s3_region) == ("eu-north-1", "eu-west-3")
+    assert Settings.from_env({}).s3_region == "eu-west-1"
+
+
+def test_the_lambda_sqs_client_uses_the_function_region(monkeypatch, tmp_path):
+    from traffic_platform.ingest import lambda_handlers
+
+    for fn in (lambda_handlers._settings, lambda_handlers._aws_clients):
+        fn.cache_clear()
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("TRAFFIC_HOME", str(tmp_path))
+    monkeypatch.delenv("TRAFFIC_S3_REGION", raising=False)
+    monkeypatch.delenv("TRAFFIC_SQS_REGION", raising=False)
+    try:
+        clients = lambda_handlers._aws_clients()
+        assert clients["sqs"].meta.region_name == "us-east-1"
+    finally:
+        for fn in (lambda_handlers._settings, lambda_handlers._aws_clients):
+            fn.cache_clear()
+
+
+def test_a_message_without_an_image_goes_to_the_dead_letter_queue(aws_home, caplog):
+    api, sqs, queue_url, store, persister = aws_home
+    ingest_handler(rest_v1_event(images.jpeg_bytes(images.street_scene(320, 240, seed=7), quality=60), NAME), None, api=api)
+    message = receive_all(sqs, queue_url)[0]
+    assert persist_handler(as_sqs_event([message]), None, persister=persister) == {"batchItemFailures": []}
+    body = json.loads(message["Body"])
+    assert body.pop("image_b64")  # malformed: neither image_b64 nor image_key, for a capture that exists
+    event = {"Records": [{"messageId": "no-image", "body": json.dumps(body), "eventSource": "aws:sqs"}]}
+    with caplog.at_level("ERROR", logger="traffic_platform.lambda"):
+        assert persist_handler(event, None, persister=persister) == {"batchItemFailures": [{"itemIdentifier": "no-image"}]}
+    assert any("neither image_b64 nor image_key" in str(getattr(r, "error", "")) for r in caplog.records)
+
+
+def test_a_redelivery_whose_staged_image_was_deleted_is_acknowledged(aws_home):
+    api, sqs, queue_url, store, persister = aws_home
+    big = images.png_bytes(images.street_scene(640, 360, seed=8))
+    ingest_handler(rest_v1_event(big, NAME.replace(".jpg", ".png")), None, api=api)
+    messages = receive_all(sqs, queue_url)
+    assert json.loads(messages[0]["Body"]).get("image_key")
+    assert persist_handler(as_sqs_event(messages), None, persister=persister) == {"batchItemFailures": []}
+    assert list(store.list(INCOMING_PREFIX)) == []
+    assert persist_handler(as_sqs_event(messages), None, persister=persister) == {"batchItemFailures": []}
+    # a staged image missing for a capture that was never stored is a failure
+    body = json.loads(messages[0]["Body"])
+    body["job"]["capture_id"] = "0" * 32
+    event = {"Records": [{"messageId": "lost", "body": json.dumps(body), "eventSource": "aws:sqs"}]}
+    assert persist_handler(event, None, persister=persister) == {"batchItemFailures": [{"itemIdentifier": "lost"}]}
+
+
+def test_a_png_named_jpg_is_stored_as_png(aws_home, s3_client):
+    api, sqs, queue_url, store, persister = aws_home
+    data = images.png_bytes(images.street_scene(320, 240, seed=9))
+    posted = json.loads(ingest_handler(rest_v1_event(data, NAME), None, api=api)["body"])
+    assert persist_handler(as_sqs_event(receive_all(sqs, queue_url)), None, persister=persister) == {"batchItemFailures": []}
+    row = persister.repo.get_capture(posted["capture_id"])
+    assert row["image_key"].endswith(f"{posted['capture_id']}.png") and row["file_name"] == NAME
+    head = s3_client.head_object(Bucket=store.bucket, Key=f"{store.prefix}{row['image_key']}")
+    assert head["ContentType"] == "image/png"
+
+
+@pytest.mark.parametrize("first_strict", [True, False])
+def test_the_same_upload_after_a_threshold_change_is_answered_and_stored_alike(aws_home, s3_settings, tiny_detector, first_strict):
+    from traffic_platform.domain.quality import QualityThresholds
+
+    api, sqs, queue_url, store, persister = aws_home
+    strict = Api(IngestService(dataclasses.replace(s3_settings, quality=QualityThresholds(min_width=4000)),
+                               tiny_detector, api.service.handoff))
+    data = images.jpeg_bytes(images.street_scene(320, 240, seed=11), quality=60)
+    statuses = []
+    for home in ((strict, api) if first_strict else (api, strict)):
+        response = ingest_handler(rest_v1_event(data, NAME), None, api=home)
+        answer = json.loads(response["body"])
+        statuses.append(response["statusCode"])
+        assert persist_handler(as_sqs_event(receive_all(sqs, queue_url)), None, persister=persister) == {"batchItemFailures": []}
+        capture_id = answer.get("capture_id") or answer["error"]["details"]["capture_id"]
+        row = persister.repo.get_capture(capture_id)
+        if response["statusCode"] == 201:
+            assert row["status"] == "accepted" and row["counts"] == answer["counts"]
+            assert row["detections"] == answer["detections"]
+        else:
+            assert response["statusCode"] == 422 and row["status"] == "distorted"
+            assert row["quality_reasons"] == answer["error"]["details"]["reasons"] and row["counts"] is None
+    assert sorted(statuses) == [201, 422]
+
+
+def test_the_embedded_home_strips_the_base_path_too(tmp_path):
+    from traffic_platform.domain.errors import ConfigurationError
+    from traffic_platform.ingest.api import Request
+    from traffic_platform.ingest.local import LocalPlatform
+
+    settings = Settings.from_env({"TRAFFIC_HOME": str(tmp_path), "TRAFFIC_API_BASE_PATH": "traffic/"})
+    assert settings.api_base_path == "/traffic"
+    with pytest.raises(ConfigurationError, match="TRAFFIC_API_BASE_PATH"):
+        Settings.from_env({"TRAFFIC_HOME": str(tmp_path), "TRAFFIC_API_BASE_PATH": "/a b"})
+    with LocalPlatform(settings, run_worker=False, load_detector=False) as platform:
+        api = platform.api()
+        assert api.handle(Request("GET", "/traffic/healthz")).status == 200
+        for path in ("/traffic/v1/captures/" + "0" * 32, "/v1/captures/" + "0" * 32):
+            response = api.handle(Request("GET", path))
+            assert response.status == 404 and json.loads(response.body)["error"]["code"] == "capture_not_found"
+        assert json.loads(api.handle(Request("GET", "/trafficjam/v1/images")).body)["error"]["code"] == "not_found"
+        ready = json.loads(api.handle(Request("GET", "/traffic/readyz")).body)  # no key configured: details
+        assert ready["checks"]["model"]["ok"] is False and "no detector" in ready["checks"]["model"]["error"]
+        platform.engine.dispose()

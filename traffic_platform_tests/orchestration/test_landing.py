@@ -51,6 +51,7 @@ def tiny_detr_dir(tmp_path_factory) -> Path:
 @pytest.fixture(params=["local", "s3"])
 def settings(request, tmp_path, db_url, tiny_detr_dir, monkeypatch) -> Settings:
     monkeypatch.setenv("TRAFFIC_MAX_UPLOAD_BYTES", str(LIMIT))
+    monkeypatch.setenv("TRAFFIC_LANDING_SETTLE_S", "0")  # objects written by the test are complete
     base = Settings(home=tmp_path / "home", database_url=db_url, detector=f"local:{tiny_detr_dir}",
                     detector_runtime="torch", max_upload_bytes=LIMIT)
     if request.param == "s3":
@@ -197,21 +198,21 @@ def test_sensor_cursor_retries_and_gives_up(tmp_path):
     store.put("landing/a_Leuven_Belgium_12-10-2022_10-00-00.jpg", b"1")
     store.put("landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg", b"2")
     now = 1_700_000_000.0
-    t1 = landing_requests(store, None, now, batch_size=1)
+    t1 = landing_requests(store, None, now, batch_size=1, settle_s=0)
     assert [r.run_config["ops"]["ingest_landing_objects"]["config"]["keys"] for r in t1.requests] == [
         ["landing/a_Leuven_Belgium_12-10-2022_10-00-00.jpg"], ["landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg"]]
     assert len({r.run_key for r in t1.requests}) == 2
-    t2 = landing_requests(store, t1.cursor, now + 60)
+    t2 = landing_requests(store, t1.cursor, now + 60, settle_s=0)
     assert t2.requests == [] and t2.figures["in_flight"] == 2
     time.sleep(0.01)
     store.put("landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg", b"22")  # replaced: new size/mtime
-    t3 = landing_requests(store, t2.cursor, now + 120)
+    t3 = landing_requests(store, t2.cursor, now + 120, settle_s=0)
     assert [r.run_config["ops"]["ingest_landing_objects"]["config"]["keys"] for r in t3.requests] == [
         ["landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg"]]
     store.delete("landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg")
     cursor, keys_requested = t3.cursor, []
     for hour in (1, 2, 3, 4):
-        t = landing_requests(store, cursor, now + hour * 3600 + 1)
+        t = landing_requests(store, cursor, now + hour * 3600 + 1, settle_s=0)
         keys_requested.append(len(t.requests))
         cursor = t.cursor
     assert keys_requested == [1, 1, 0, 0]  # attempts 2 and 3, then it stays for an operator
@@ -238,3 +239,66 @@ def test_detector_failure_leaves_the_object_in_landing(tmp_path, db_url):
         assert summary.outcomes == {key: "failed"} and summary.problems[key].startswith("detector_failed")
         assert list(store.list(LANDING_PREFIX)) == [key] and list(store.list("rejected/")) == []
         assert platform.spool.depth() == 0 and table_count(platform.engine, captures) == 0
+
+
+def test_temporary_names():
+    from traffic_platform.orchestration.landing import is_temporary
+
+    assert [is_temporary(k) for k in ("landing/a.jpg~", "landing/x/.a.jpg.Xy12", "landing/a.jpg.crdownload",
+                                      "landing/a.jpg.TMP", "landing/a.jpg", "landing/.cache/a.jpg")] == [
+        True, True, True, True, False, False]
+
+
+def test_only_settled_objects_with_ordinary_names_are_taken(tmp_path):
+    import os
+
+    store = open_object_store(Settings(home=tmp_path))
+    name = "a_Leuven_Belgium_12-10-2022_10-00-00.jpg"
+    key = f"landing/{name}"
+    T = 1_800_000_000.0
+
+    def put(key: str, data: bytes, mtime: float) -> None:
+        store.put(key, data)
+        os.utime(store._path(key), (mtime, mtime))
+
+    for temporary in (f"landing/.{name}.Xy12Ab", f"landing/cam/{name}.PART", f"landing/{name}.part",
+                      f"landing/{name}.tmp", f"landing/{name}.crdownload", "landing/.hidden.jpg"):
+        put(temporary, b"x", T - 3600)  # old, but never taken
+    put(key, b"half a jpeg", T)
+    t1 = landing_requests(store, None, T + 1, settle_s=30)  # just written: perhaps still being copied
+    assert t1.requests == [] and t1.figures["settling"] == 1 and t1.figures["temporary_names"] == 6
+    put(key, b"half a jpeg, and more", T + 20)  # the copy goes on: the clock starts again
+    t2 = landing_requests(store, t1.cursor, T + 21, settle_s=30)
+    t3 = landing_requests(store, t2.cursor, T + 45, settle_s=30)
+    assert t2.requests == t3.requests == [] and t3.figures["settling"] == 1
+    t4 = landing_requests(store, t3.cursor, T + 51, settle_s=30)  # unchanged for 31 s: taken
+    assert [r.run_config["ops"]["ingest_landing_objects"]["config"]["keys"] for r in t4.requests] == [[key]]
+
+    # a store clock far ahead of ours: taken once two listings settle_s apart saw it unchanged
+    ahead = "landing/b_Leuven_Belgium_12-10-2022_10-00-00.jpg"
+    put(ahead, b"x", T + 10_000)
+    t5 = landing_requests(store, t4.cursor, T + 100, settle_s=30)
+    assert t5.requests == [] and t5.figures["settling"] == 1
+    t6 = landing_requests(store, t5.cursor, T + 131, settle_s=30)
+    assert [r.run_config["ops"]["ingest_landing_objects"]["config"]["keys"] for r in t6.requests] == [[ahead]]
+
+
+def test_one_bad_key_does_not_fail_the_batch(tmp_path, db_url, tiny_detr_dir, monkeypatch):
+    from traffic_platform.orchestration.landing import rejected_key
+
+    settings = Settings(home=tmp_path, database_url=db_url, detector=f"local:{tiny_detr_dir}", detector_runtime="torch")
+    store = open_object_store(settings)
+    long_key = "landing/" + "/".join(["d" * 118] * 3) + "/" + "y" * 140 + ".jpg"  # 509 characters
+    assert keys.is_valid_key(long_key) and not keys.is_valid_key("rejected/" + long_key[8:] + ".reason.json")
+    good_key = f"landing/{LEUVEN}"
+    store.put(long_key, images.jpeg_bytes(images.street_scene(320, 240, seed=1)))
+    store.put(good_key, images.jpeg_bytes(images.street_scene(640, 360, seed=5)))
+    with LocalPlatform(settings, run_worker=False) as platform:
+        summary = process_landing(platform, [long_key, "not/landing.jpg", good_key], persist_timeout_s=60)
+    assert summary.outcomes == {long_key: "rejected", "not/landing.jpg": "failed", good_key: "accepted"}
+    assert summary.problems[long_key].startswith("file_name_missing_parts")
+    target = rejected_key(long_key)
+    assert target.startswith("rejected/long-keys/") and store.exists(target)
+    reason = json.loads(store.get(target + ".reason.json"))
+    assert reason["landing_key"] == long_key and reason["code"] == "file_name_missing_parts"
+    assert list(store.list(LANDING_PREFIX)) == []

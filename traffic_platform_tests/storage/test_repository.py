@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import datetime
 
@@ -305,3 +306,83 @@ def test_non_finite_metrics_are_stored_as_null(repo, make_record):
     repo.save_capture(record)
     metrics = repo.get_capture(record.capture_id)["quality_metrics"]
     assert metrics["sharpness"] is None and metrics["contrast"] is None
+
+
+def _longest_accepted(part: int) -> str:
+    """The name with the longest address (0), city (1) or country (2) the parser accepts."""
+    from traffic_platform.domain.errors import InvalidFileName
+    from traffic_platform.domain.metadata import parse_file_name
+
+    best = ""
+    for n in range(1, 256):
+        parts = ["a", "B", "C"]
+        parts[part] = "x" * n
+        name = "_".join(parts) + "_12-10-2022_10-51-38.jpg"
+        try:
+            parse_file_name(name)
+        except InvalidFileName:
+            continue
+        best = name
+    return best
+
+
+@pytest.mark.parametrize(
+    "file_name",
+    [
+        # the longest accepted address, and a 255-character name
+        f"{'a' * 200}_{'C' * 14}_{'N' * 14}_12-10-2022_10-51-38.jpeg",
+        # the longest accepted city and country
+        f"x_{'C' * 100}_{'N' * 100}_12-10-2022_10-51-38.jpg",
+        *(_longest_accepted(part) for part in range(3)),
+    ],
+)
+def test_the_longest_names_the_parser_accepts_are_stored(repo, make_record, file_name):
+    from traffic_platform.domain.metadata import MAX_NAME_LENGTH
+
+    record = make_record(file_name)  # parses: the parser accepts it
+    assert len(file_name) <= MAX_NAME_LENGTH
+    assert repo.save_capture(record)
+    row = repo.get_capture(record.capture_id)
+    assert row["file_name"] == file_name
+    meta = record.metadata
+    assert (row["location"]["address"], row["location"]["city"], row["location"]["country"]) == (meta.address, meta.city, meta.country)
+
+
+def test_location_columns_are_as_wide_as_the_parser_allows():
+    from traffic_platform.domain import metadata
+
+    widths = {name: tables.locations.c[name].type.length for name in ("address", "address_display", "city", "country")}
+    assert widths == {"address": metadata.MAX_ADDRESS_LENGTH, "address_display": metadata.MAX_ADDRESS_LENGTH,
+                      "city": metadata.MAX_CITY_LENGTH, "country": metadata.MAX_COUNTRY_LENGTH}
+    assert tables.captures.c.file_name.type.length == metadata.MAX_NAME_LENGTH
+
+
+def test_the_latest_verdict_is_the_stored_one(repo, make_record):
+    from datetime import timedelta
+
+    from traffic_platform.domain.detections import Detection
+
+    car = Detection.from_dict({"class": "car", "label": "car", "score": 0.9, "box": [1, 1, 20, 20]})
+    distorted = make_record(status="distorted", quality_reasons=["blurred"], model_name=None, model_version=None,
+                            image_key="distorted/2022/10/12/x.jpg")
+    t0 = distorted.ingested_at
+    accepted = dataclasses.replace(distorted, status="accepted", quality_reasons=[], model_name="m", model_version="1",
+                                   detections=[car], image_key="images/2022/10/12/x.jpg", annotated_key="annotated/x.jpg",
+                                   ingested_at=t0 + timedelta(seconds=5))
+    assert repo.save_capture(distorted)
+    stored_at = repo.get_capture(distorted.capture_id)["stored_at"]
+    assert repo.save_capture(accepted) is False  # not new, but its verdict replaces the older one
+    row = repo.get_capture(distorted.capture_id)
+    assert (row["status"], row["quality_reasons"], row["counts"]["car"]) == ("accepted", [], 1)
+    assert row["image_key"] == accepted.image_key and row["annotated_key"] == accepted.annotated_key
+    assert row["stored_at"] > stored_at  # the reporting of that day runs again
+    repo.save_capture(distorted)  # a late redelivery of the older verdict changes nothing
+    assert repo.get_capture(distorted.capture_id)["status"] == "accepted"
+
+    recount = dataclasses.replace(accepted, detections=[car, car], ingested_at=t0 + timedelta(seconds=10))
+    repo.save_capture(recount)  # same verdict, other counts (a score threshold changed)
+    assert repo.get_capture(distorted.capture_id)["counts"]["car"] == 2
+    again = dataclasses.replace(distorted, ingested_at=t0 + timedelta(seconds=20))
+    repo.save_capture(again)  # and back to distorted: the ingest detections go
+    row = repo.get_capture(distorted.capture_id)
+    assert (row["status"], row["counts"], row["annotated_key"], row["models"]) == ("distorted", None, None, [])
