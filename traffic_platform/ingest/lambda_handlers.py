@@ -43,6 +43,7 @@ def _aws_clients() -> dict[str, Any]:
 @cache
 def _ingest_api() -> Api:
     from ..detection.factory import build_detector
+    from .counts_api import CountsApi
     from .metrics import Metrics
     from .service import IngestService
     from .sqs_handoff import SqsHandoff
@@ -53,7 +54,7 @@ def _ingest_api() -> Api:
     clients = _aws_clients()
     handoff = SqsHandoff(clients["sqs"], settings.queue_url, clients["store"])
     service = IngestService(settings, build_detector(settings), handoff)
-    return Api(service, metrics=Metrics(), api_key=settings.api_key)
+    return Api(service, metrics=Metrics(), api_key=settings.api_key, counts=CountsApi.for_url(settings.database_url))
 
 
 def request_from_event(event: dict[str, Any]) -> Request:

@@ -19,7 +19,9 @@ from ..config import Settings
 from ..detection.base import Detector
 from ..domain.captures import ACCEPTED, DISTORTED, CaptureRecord
 from ..domain.errors import DistortedImage, NotFound, TrafficPlatformError
+from ..storage.counts import CountsReader
 from .api import PERSIST_FAILED, STORED, Api, CaptureLookup, pending_answer
+from .counts_api import CountsApi
 from .handoff import CaptureJob
 from .http_server import ApiServer
 from .metrics import Metrics
@@ -180,6 +182,7 @@ class LocalPlatform:
             },
             metrics=self.metrics,
             api_key=self.settings.api_key,
+            counts=CountsApi(CountsReader(self.engine)),
         )
 
     def _model_ready(self) -> dict[str, str]:

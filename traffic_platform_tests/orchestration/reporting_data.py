@@ -10,7 +10,9 @@ from sqlalchemy import text
 
 from traffic_platform.orchestration.assets.calendar import dim_calendar
 from traffic_platform.orchestration.assets.locations import dim_locations
+from traffic_platform.orchestration.assets.reporting import reporting_assets
 from traffic_platform.orchestration.assets.views import reporting_views
+from traffic_platform.orchestration.partitions import daily_partitions
 from traffic_platform.orchestration.resources import DatabaseResource
 
 from . import datagen
@@ -18,14 +20,17 @@ from . import datagen
 DAYS = [d.date().isoformat() for d in datagen.DAYS]
 
 
-def build(repo, db_url: str, materialize_day, *, days: list[str] | None = None) -> datagen.Dataset:
+def build(repo, db_url: str, materialize_day=None, *, days: list[str] | None = None) -> datagen.Dataset:
     """datagen's data, the reporting partitions of ``days`` (default: datagen's three days) and the
-    serving assets (locations, calendar, views)."""
+    serving assets (locations, calendar, views). ``materialize_day``: the orchestration tests'
+    fixture (assets and checks); without it, the reporting assets alone."""
     data = datagen.generate(repo)
+    resources = {"database": DatabaseResource(url=db_url)}
+    assets = reporting_assets(daily_partitions())
     for day in days or DAYS:
-        assert materialize_day(day).success
-    assert dg.materialize([dim_locations, dim_calendar, reporting_views],
-                          resources={"database": DatabaseResource(url=db_url)}).success
+        result = materialize_day(day) if materialize_day else dg.materialize(assets, partition_key=day, resources=resources)
+        assert result.success
+    assert dg.materialize([dim_locations, dim_calendar, reporting_views], resources=resources).success
     return data
 
 
