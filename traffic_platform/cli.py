@@ -115,6 +115,23 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .orchestration.report import run_report
+
+    summary = run_report(args.first, args.last, progress=not args.quiet)
+    print(summary.render(), flush=True)
+    return 0 if summary.ok else 1
+
+
+def _day(raw: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date YYYY-MM-DD") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -169,6 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.set_defaults(func=cmd_model_serve)
+
+    p = sub.add_parser("report", help="materialise the reporting assets for local days in-process (Dagster), then check them")
+    p.add_argument("--from", dest="first", type=_day, required=True, metavar="DATE", help="first local day, YYYY-MM-DD")
+    p.add_argument("--to", dest="last", type=_day, required=True, metavar="DATE", help="last local day, inclusive")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
     p.add_argument("--images", help="directory of images (default: generated street scenes)")
