@@ -48,6 +48,30 @@ def cmd_db_ddl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_create_reporting_user(args: argparse.Namespace) -> int:
+    import secrets
+
+    from .orchestration.sql.reporting_user import create_reporting_user
+    from .storage.database import make_engine
+
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(f"missing_password: the variable {args.password_env} is not set or empty", file=sys.stderr)
+            return 2
+    else:
+        password = secrets.token_urlsafe(24)
+    engine = make_engine(_settings().database_url)
+    try:
+        views = create_reporting_user(engine, args.name, password, host=args.host)
+    finally:
+        engine.dispose()
+    print(f"user '{args.name}'@'{args.host}' may SELECT {len(views)} views: {', '.join(views)}")
+    if not args.password_env:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ingest.local import LocalPlatform
 
@@ -152,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revision", nargs="?", default="head")
     p.set_defaults(func=cmd_db_upgrade)
     db.add_parser("ddl", help="print the MySQL DDL the migrations produce").set_defaults(func=cmd_db_ddl)
+    p = db.add_parser("create-reporting-user", help="create (or reset) a MySQL user that can only SELECT the reporting views")
+    p.add_argument("name")
+    p.add_argument("--password-env", metavar="VAR", help="read the password from this variable (default: generate and print one)")
+    p.add_argument("--host", default="%", help="host pattern of the account (default %%)")
+    p.set_defaults(func=cmd_db_create_reporting_user)
 
     p = sub.add_parser("serve", help="run the local HTTP API with its persistence worker")
     p.add_argument("--host")
