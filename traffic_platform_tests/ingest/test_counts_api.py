@@ -188,3 +188,28 @@ def test_a_cursor_only_fits_its_own_query(platform):
     assert response.status == 400 and json.loads(response.body)["error"]["code"] == "bad_cursor"
     response = get(api, f"/v1/counts?window=hour&from=2022-10-11&to=2022-10-12&limit=7&cursor={cursor}")  # a new page size is fine
     assert response.status == 200
+
+
+def test_the_ingest_lambda_serves_the_counts_routes(monkeypatch, tmp_path):
+    from traffic_platform.ingest import lambda_handlers
+
+    for fn in (lambda_handlers._settings, lambda_handlers._aws_clients, lambda_handlers._ingest_api):
+        fn.cache_clear()
+    monkeypatch.setenv("TRAFFIC_HOME", str(tmp_path))
+    monkeypatch.setenv("TRAFFIC_DATABASE_URL", f"sqlite:///{tmp_path / 'lambda.db'}")
+    monkeypatch.setenv("TRAFFIC_DETECTOR", "sagemaker:none")
+    monkeypatch.setenv("TRAFFIC_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/000000000000/persist")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.setattr(lambda_handlers, "_aws_clients", lambda: {"sqs": object(), "store": object()})
+    try:
+        def ask(query: dict) -> tuple[int, str]:
+            event = {"httpMethod": "GET", "path": "/v1/counts", "queryStringParameters": query}
+            answer = lambda_handlers.ingest_handler(event)
+            return answer["statusCode"], json.loads(answer["body"])["error"]["code"]
+
+        assert ask({"window": "week", "from": "2022-10-11", "to": "2022-10-12"}) == (400, "bad_window")
+        # the database is reached only now, and it has no views yet
+        assert ask({"window": "hour", "from": "2022-10-11", "to": "2022-10-12"}) == (503, "reporting_unavailable")
+    finally:
+        for fn in (lambda_handlers._settings, lambda_handlers._ingest_api):
+            fn.cache_clear()
