@@ -132,7 +132,7 @@ def parse_counts_query(query: Mapping[str, str]) -> tuple[str, CountsQuery]:
     raw_limit = query.get("limit")
     limit = DEFAULT_LIMIT
     if raw_limit is not None:
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
+        if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_LIMIT:
             raise _bad("bad_limit", f"limit must be a whole number from 1 to {MAX_LIMIT}.", parameter="limit")
         limit = int(raw_limit)
     after = decode_cursor(window, query, query["cursor"]) if query.get("cursor") else None

@@ -167,6 +167,7 @@ def test_locations_and_the_lambda_answer_the_same(platform):
     ("window=hour&from=2022-10-11&to=2022-10-12&format=xml", "bad_format"),
     ("window=hour&from=2022-10-11&to=2022-10-12&limit=100001", "bad_limit"),
     ("window=hour&from=2022-10-11&to=2022-10-12&limit=0", "bad_limit"),
+    ("window=hour&from=2022-10-11&to=2022-10-12&limit=%C2%B2", "bad_limit"),
     ("window=hour&from=2022-10-11&to=2022-10-12&cursor=garbage", "bad_cursor"),
     ("window=hour&from=2022-10-11&to=2022-10-12&clas=car", "unknown_parameter"),
 ])
