@@ -214,3 +214,21 @@ def test_the_ingest_lambda_serves_the_counts_routes(monkeypatch, tmp_path):
     finally:
         for fn in (lambda_handlers._settings, lambda_handlers._ingest_api):
             fn.cache_clear()
+
+
+def test_registering_the_counts_routes_loads_neither_pyarrow_nor_sqlalchemy():
+    """The ingest Lambda builds its Api with the counts routes at a cold start: that stays light."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    probe = ("import sys\n"
+             "import traffic_platform.ingest.lambda_handlers\n"
+             "from traffic_platform.ingest.counts_api import CountsApi\n"
+             "CountsApi.for_url('sqlite:///nowhere.db')\n"
+             "print([m for m in ('pyarrow', 'sqlalchemy') if m in sys.modules])\n")
+    root = Path(__file__).resolve().parents[2]
+    run = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True, timeout=120,
+                         env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"})
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
