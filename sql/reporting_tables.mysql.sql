@@ -22,6 +22,21 @@ CREATE TABLE capture_summary_daily (
 
 CREATE INDEX ix_capture_summary_daily_location_day ON capture_summary_daily (location_id, day);
 
+CREATE TABLE dim_date (
+	date DATE NOT NULL COMMENT 'local calendar day',
+	year INTEGER NOT NULL,
+	quarter INTEGER NOT NULL COMMENT '1-4',
+	month INTEGER NOT NULL COMMENT '1-12',
+	month_name VARCHAR(9) NOT NULL COMMENT 'January..December',
+	day_of_month INTEGER NOT NULL,
+	iso_year INTEGER NOT NULL COMMENT 'ISO 8601 week-numbering year',
+	iso_week INTEGER NOT NULL COMMENT 'ISO 8601 week, 1-53',
+	weekday INTEGER NOT NULL COMMENT 'ISO 8601: 1 = Monday .. 7 = Sunday',
+	weekday_name VARCHAR(9) NOT NULL COMMENT 'Monday..Sunday',
+	is_weekend INTEGER NOT NULL COMMENT '1 on Saturday and Sunday',
+	PRIMARY KEY (date)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
 CREATE TABLE dim_locations (
 	location_id INTEGER NOT NULL,
 	address VARCHAR(200) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL,
@@ -37,6 +52,16 @@ CREATE TABLE dim_locations (
 	is_active INTEGER NOT NULL COMMENT '1 if an image arrived in the last TRAFFIC_ACTIVE_LOCATION_DAYS days',
 	refreshed_at DATETIME(6) NOT NULL COMMENT 'UTC',
 	PRIMARY KEY (location_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE TABLE dim_time_of_day (
+	time_slot INTEGER NOT NULL COMMENT '15-minute slot of the day, 0-95',
+	slot_start VARCHAR(5) NOT NULL COMMENT 'HH:MM, local wall clock',
+	slot_end VARCHAR(5) NOT NULL COMMENT 'HH:MM, exclusive (24:00 for the last slot)',
+	hour INTEGER NOT NULL COMMENT '0-23',
+	minute INTEGER NOT NULL COMMENT '0, 15, 30 or 45',
+	part_of_day VARCHAR(16) NOT NULL COMMENT 'night | morning | afternoon | evening',
+	PRIMARY KEY (time_slot)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 CREATE TABLE traffic_counts_15min (

@@ -48,6 +48,30 @@ def cmd_db_ddl(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_create_reporting_user(args: argparse.Namespace) -> int:
+    import secrets
+
+    from .orchestration.sql.reporting_user import create_reporting_user
+    from .storage.database import make_engine
+
+    if args.password_env:
+        password = os.environ.get(args.password_env)
+        if not password:
+            print(f"missing_password: the variable {args.password_env} is not set or empty", file=sys.stderr)
+            return 2
+    else:
+        password = secrets.token_urlsafe(24)
+    engine = make_engine(_settings().database_url)
+    try:
+        views = create_reporting_user(engine, args.name, password, host=args.host)
+    finally:
+        engine.dispose()
+    print(f"user '{args.name}'@'{args.host}' may SELECT {len(views)} views: {', '.join(views)}")
+    if not args.password_env:
+        print(f"password (shown once): {password}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from .ingest.local import LocalPlatform
 
@@ -115,6 +139,23 @@ def cmd_model_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .orchestration.report import run_report
+
+    summary = run_report(args.first, args.last, progress=not args.quiet)
+    print(summary.render(), flush=True)
+    return 0 if summary.ok else 1
+
+
+def _day(raw: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a date YYYY-MM-DD") from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -135,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revision", nargs="?", default="head")
     p.set_defaults(func=cmd_db_upgrade)
     db.add_parser("ddl", help="print the MySQL DDL the migrations produce").set_defaults(func=cmd_db_ddl)
+    p = db.add_parser("create-reporting-user", help="create (or reset) a MySQL user that can only SELECT the reporting views")
+    p.add_argument("name")
+    p.add_argument("--password-env", metavar="VAR", help="read the password from this variable (default: generate and print one)")
+    p.add_argument("--host", default="%", help="host pattern of the account (default %%)")
+    p.set_defaults(func=cmd_db_create_reporting_user)
 
     p = sub.add_parser("serve", help="run the local HTTP API with its persistence worker")
     p.add_argument("--host")
@@ -169,6 +215,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8081)
     p.set_defaults(func=cmd_model_serve)
+
+    p = sub.add_parser("report", help="materialise the reporting assets for local days in-process (Dagster), then check them")
+    p.add_argument("--from", dest="first", type=_day, required=True, metavar="DATE", help="first local day, YYYY-MM-DD")
+    p.add_argument("--to", dest="last", type=_day, required=True, metavar="DATE", help="last local day, inclusive")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
     p.add_argument("--images", help="directory of images (default: generated street scenes)")

@@ -16,7 +16,7 @@ import os
 import random
 import shutil
 import sys
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from .config import Settings
@@ -33,7 +33,6 @@ LOCATIONS = [
     ("Bahnhofstrasse", "Zürich", "Switzerland"),
 ]
 START = datetime(2022, 10, 12, 7, 0, 0)
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # the runs' events stay in the UI
 # The demo's own Dagster instance: no usage statistics, so no telemetry banner in our output.
 DAGSTER_YAML = "telemetry:\n  enabled: false\n"
 
@@ -123,8 +122,12 @@ def run_demo(images: Path | None = None, count: int = 60) -> int:
 
 
 def materialise_days(settings: Settings, days: list[str]) -> bool:
-    """Run the Dagster reporting job for each day, then the serving job, in a persistent instance
-    (``DAGSTER_HOME``, default ``<home>/dagster``) so the runs show in the UI afterwards."""
+    """``traffic-platform report`` over the demo's days (the reporting job per day, then the serving
+    job), in a persistent instance (``DAGSTER_HOME``, default ``<home>/dagster``) so the runs show
+    in the UI afterwards."""
+    if not days:
+        say("no capture days to report")
+        return True
     home = Path(os.environ.setdefault("DAGSTER_HOME", str((settings.home / "dagster").resolve())))
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
@@ -132,23 +135,12 @@ def materialise_days(settings: Settings, days: list[str]) -> bool:
         config.write_text(DAGSTER_YAML, encoding="utf-8")
     from dagster import DagsterInstance
 
-    from .orchestration.definitions import defs as load_definitions
+    from .orchestration.report import run_report
 
-    defs = load_definitions()  # reads the TRAFFIC_* settings now, as Dagster does when it loads the code location
-    ok = True
     with DagsterInstance.get() as instance:
-        for day in days:
-            result = defs.resolve_job_def("reporting_daily_job").execute_in_process(
-                partition_key=day, instance=instance, raise_on_error=False, run_config=QUIET)
-            checks = [(e.check_name, e.passed, e.severity.value) for e in result.get_asset_check_evaluations()]
-            failed = [c for c in checks if not c[1]]
-            say(f"reporting partition {day}: {'success' if result.success else 'FAILED'}; checks {len(checks) - len(failed)}/{len(checks)} passed"
-                + (f"; failed: {', '.join(f'{n} ({sev})' for n, _, sev in failed)}" if failed else ""))
-            ok &= result.success
-        result = defs.resolve_job_def("serving_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET)
-        say(f"serving (locations + views): {'success' if result.success else 'FAILED'}")
-        ok &= result.success
-    return ok
+        summary = run_report(date.fromisoformat(min(days)), date.fromisoformat(max(days)), instance=instance)
+    say(summary.render())
+    return summary.ok
 
 
 def hourly_report(settings: Settings, limit: int = 30) -> str:

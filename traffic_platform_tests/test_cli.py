@@ -21,7 +21,7 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_help_lists_the_commands():
     out = cli("--help")
     assert out.returncode == 0
-    for command in ("parse-name", "db", "serve", "worker", "ingest", "spool", "model", "demo"):
+    for command in ("parse-name", "db", "serve", "worker", "ingest", "spool", "model", "demo", "report"):
         assert command in out.stdout
 
 

@@ -23,7 +23,8 @@ def test_demo_runs_end_to_end_on_generated_images(tmp_path, monkeypatch, tiny_de
 
     out = capsys.readouterr()
     assert "v_traffic_counts_hourly" in out.out
-    assert "reporting partition 2022-10-12: success; checks 11/11 passed" in out.err
+    assert "report 2022-10-12 .. 2022-10-13: 2 day(s)" in out.err and "result: ok" in out.err
+    assert "0 blocking failure(s)" in out.err and "FAILED" not in out.err
     assert "rejected" in out.err and "file_name_missing_parts" in out.err  # the deliberately misnamed file
     engine = create_engine(f"sqlite:///{Path(tmp_path / 'home' / 'traffic.db')}")
     with engine.connect() as conn:
@@ -51,7 +52,7 @@ def test_demo_output_is_ours_alone(tmp_path, tiny_detr_dir):
                           capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
-    assert "reporting partition 2022-10-12: success" in output and "v_traffic_counts_hourly" in output
+    assert "result: ok" in output and "v_traffic_counts_hourly" in output
     assert "Telemetry" not in output and "Welcome to Dagster" not in output, output
     assert [line for line in output.splitlines() if "Warning" in line] == [], output
     assert "enabled: false" in (tmp_path / "home" / "dagster" / "dagster.yaml").read_text()

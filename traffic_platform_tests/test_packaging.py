@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 VIEWS = "traffic_platform/orchestration/sql/views"
-TEMPLATE = "traffic_platform/orchestration/sql/templates/v_traffic_counts.sql.template"
+TEMPLATES = "traffic_platform/orchestration/sql/templates"
 
 
 @pytest.mark.slow
@@ -36,7 +36,8 @@ def test_a_built_wheel_ships_and_loads_the_view_files(tmp_path):
         names = set(archive.namelist())
         archive.extractall(tmp_path / "site")  # a wheel of pure Python is installed by unpacking it
     expected = {f"{VIEWS}/{p.name}" for p in (ROOT / VIEWS).glob("*.sql")}
-    assert len(expected) == 5 and expected <= names and TEMPLATE in names, sorted(n for n in names if "/sql/" in n)
+    templates = {f"{TEMPLATES}/{p.name}" for p in (ROOT / TEMPLATES).glob("*.template")}
+    assert len(expected) == 11 and expected <= names and len(templates) == 4 and templates <= names, sorted(n for n in names if "/sql/" in n)
 
     # The installed copy finds its views without the repository: no site (so no editable finder),
     # only the unpacked wheel and the third-party packages, run from elsewhere.

@@ -2,6 +2,7 @@
 -- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.view_files
 -- Power BI contract: traffic counts per location, 15min window (local time), traffic class and model version.
 -- One row per class for every window with at least one image (zero-filled).
+-- date / time_slot join v_dim_date / v_dim_time_of_day (the 15-minute slot the window starts in).
 CREATE OR REPLACE VIEW v_traffic_counts_15min AS
 SELECT
     t.location_id,
@@ -10,6 +11,8 @@ SELECT
     l.country,
     l.timezone,
     t.window_start,
+    DATE(t.window_start) AS date,
+    CAST(SUBSTR(CAST(t.window_start AS CHAR), 12, 2) AS SIGNED) * 4 + CASE WHEN SUBSTR(CAST(t.window_start AS CHAR), 15, 2) < '15' THEN 0 WHEN SUBSTR(CAST(t.window_start AS CHAR), 15, 2) < '30' THEN 1 WHEN SUBSTR(CAST(t.window_start AS CHAR), 15, 2) < '45' THEN 2 ELSE 3 END AS time_slot,
     t.traffic_class,
     t.model_name,
     t.model_version,

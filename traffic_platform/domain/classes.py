@@ -15,6 +15,9 @@ class TrafficClass(StrEnum):
 
 
 TRAFFIC_CLASSES: tuple[str, ...] = tuple(c.value for c in TrafficClass)
+# The motor vehicles among them (the reporting views' ``vehicles`` column): all but people and bicycles.
+VEHICLE_CLASSES: tuple[str, ...] = (TrafficClass.CAR.value, TrafficClass.TRUCK.value, TrafficClass.BUS.value,
+                                    TrafficClass.MOTORCYCLE.value)
 
 # Model label (normalised: lower case, single spaces) -> traffic class.
 # COCO names plus the variants other label maps use (VOC "motorbike", "bike", ...).

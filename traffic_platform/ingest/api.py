@@ -5,6 +5,8 @@
     GET  /v1/captures/{id}/image     the stored image
     GET  /v1/captures/{id}/annotated the annotated copy
     GET  /healthz  /readyz  /metrics
+    GET  /v1/counts  /v1/locations    the reporting views (``counts=``, see counts_api.py)
+    GET  /openapi.json               the OpenAPI 3.1 document of all of these (openapi.py)
 """
 
 from __future__ import annotations
@@ -112,7 +114,9 @@ class Api:
         metrics: Metrics | None = None,
         api_key: str | None = None,
         base_path: str = "",
+        counts: Any = None,  # a counts_api.CountsApi: its .paths are served by its .handle(req, path)
     ):
+        self.counts = counts
         self.service = service
         self.lookup = lookup or CaptureLookup()
         self.readiness = dict(readiness or {})
@@ -145,7 +149,13 @@ class Api:
             return self._ready(req)
         if path == "/metrics":
             return Response(200, self.metrics.render().encode(), "text/plain; version=0.0.4")
+        if path == "/openapi.json":
+            from .openapi import openapi_response
+
+            return openapi_response()
         self._authorise(req)
+        if self.counts is not None and path in self.counts.paths:
+            return self.counts.handle(req, path)
         if path == "/v1/images":
             if req.method != "POST":
                 return self._not_allowed("POST")
@@ -217,8 +227,8 @@ class Api:
 def route_name(path: str) -> str:
     """A low-cardinality label for metrics."""
     path = path.rstrip("/") or "/"
-    if path in ("/healthz", "/readyz", "/metrics"):
-        return path[1:]
+    if path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/counts", "/v1/locations"):
+        return path.rsplit("/", 1)[1].removesuffix(".json")
     if path == "/v1/images":
         return "images"
     if path.startswith("/v1/captures/"):

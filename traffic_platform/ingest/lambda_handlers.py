@@ -56,6 +56,8 @@ def _ingest_api() -> Api:
 def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: Any) -> Api:
     """The ingest function's :class:`Api`: SQS hand-off, captures read from the database and
     store (no spool here, see :mod:`.lookup`), readiness of database, store, queue and model."""
+    from ..storage.counts import CountsReader
+    from .counts_api import CountsApi
     from .lookup import StoredCaptureLookup
     from .metrics import Metrics
     from .service import IngestService
@@ -74,6 +76,7 @@ def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: An
         metrics=Metrics(),
         api_key=settings.api_key,
         base_path=settings.api_base_path,
+        counts=CountsApi(CountsReader(repo.engine)),
     )
 
 

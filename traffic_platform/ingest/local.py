@@ -19,7 +19,9 @@ from ..config import Settings
 from ..detection.base import Detector
 from ..domain.captures import DISTORTED, CaptureRecord
 from ..domain.errors import DistortedImage, TrafficPlatformError
+from ..storage.counts import CountsReader
 from .api import Api
+from .counts_api import CountsApi
 from .handoff import CaptureJob
 from .http_server import ApiServer
 from .lookup import StoredCaptureLookup
@@ -155,6 +157,7 @@ class LocalPlatform:
             metrics=self.metrics,
             api_key=self.settings.api_key,
             base_path=self.settings.api_base_path,
+            counts=CountsApi(CountsReader(self.engine)),
         )
 
     def spool_health(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from .assets.calendar import dim_calendar
 from .assets.ingest_tables import ingest_tables
 from .assets.locations import dim_locations
 from .assets.reporting import reporting_assets
@@ -40,7 +41,7 @@ def build_definitions(settings: OrchestrationSettings | None = None,
         assets=reporting_assets(partitions, windows),
         asset_checks=[*ingest_quality_checks(partitions), *reporting_checks(partitions, windows)],
     )
-    serving = dg.Definitions(assets=[dim_locations, reporting_views])
+    serving = dg.Definitions(assets=[dim_locations, dim_calendar, reporting_views])
     automation = dg.Definitions(
         jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
         schedules=SCHEDULES,

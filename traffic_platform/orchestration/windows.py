@@ -45,6 +45,11 @@ class ReportingWindow:
         return f"v_traffic_counts_{self.name}"
 
     @property
+    def wide_view(self) -> str:
+        """Its view with one column per traffic class."""
+        return f"{self.view}_wide"
+
+    @property
     def check(self) -> str:
         """The name of its blocking reconcile check."""
         return f"{self.table}_reconcile"

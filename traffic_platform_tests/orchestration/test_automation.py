@@ -9,6 +9,7 @@ import dagster as dg
 import sqlalchemy as sa
 from sqlalchemy import select, text
 
+from traffic_platform.orchestration.assets.calendar import dim_calendar
 from traffic_platform.orchestration.assets.locations import dim_locations
 from traffic_platform.orchestration.assets.views import reporting_views
 from traffic_platform.orchestration.jobs import reporting_run_request
@@ -86,7 +87,7 @@ def test_late_capture_sensor(repo, db_url):
 def test_dim_locations_and_views(repo, engine, db_url, materialize_day):
     data = datagen.generate(repo, small=True, redetect=False)
     materialize_day(DAY)
-    result = dg.materialize([dim_locations, reporting_views], resources={"database": DatabaseResource(url=db_url)})
+    result = dg.materialize([dim_locations, dim_calendar, reporting_views], resources={"database": DatabaseResource(url=db_url)})
     assert result.success
     with engine.connect() as conn:
         dims = {r["location_id"]: r for r in conn.execute(select(location_dimension)).mappings()}

@@ -13,7 +13,7 @@ from traffic_platform.orchestration.sql.reporting_tables import (
     render_mysql_ddl,
 )
 from traffic_platform.orchestration.sql.view_files import (
-    GENERATED_HEADER,
+    GENERATED_MARK,
     VIEWS,
     load_views,
     render_counts_views,
@@ -43,7 +43,8 @@ def test_view_files():
     views = load_views()
     assert Path(str(VIEWS)) == PACKAGE_VIEWS  # package data, found through importlib.resources
     assert {v.name for v in views} >= {"v_traffic_counts_15min", "v_traffic_counts_hourly", "v_traffic_counts_daily",
-                                       "v_capture_summary_daily", "v_locations"}
+                                       "v_capture_summary_daily", "v_locations", "v_dim_date", "v_dim_time_of_day",
+                                       "v_data_quality_daily", "v_traffic_counts_hourly_wide"}
 
 
 def test_bad_view_file_is_refused(tmp_path):
@@ -58,9 +59,11 @@ def test_bad_view_file_is_refused(tmp_path):
 def test_per_window_view_files_are_the_rendered_template():
     rendered = render_counts_views()
     generated = {p.name: p.read_text(encoding="utf-8") for p in PACKAGE_VIEWS.glob("*.sql")
-                 if p.read_text(encoding="utf-8").startswith(GENERATED_HEADER)}
+                 if p.read_text(encoding="utf-8").startswith(GENERATED_MARK)}
     assert generated == rendered, REGENERATE_VIEWS
-    assert set(rendered) == {"v_traffic_counts_15min.sql", "v_traffic_counts_hourly.sql", "v_traffic_counts_daily.sql"}
+    assert set(rendered) == {"v_traffic_counts_15min.sql", "v_traffic_counts_hourly.sql", "v_traffic_counts_daily.sql",
+                             "v_traffic_counts_15min_wide.sql", "v_traffic_counts_hourly_wide.sql",
+                             "v_traffic_counts_daily_wide.sql", "v_data_quality_daily.sql"}
 
 
 def test_root_sql_views_is_an_exact_copy_of_the_package_views():

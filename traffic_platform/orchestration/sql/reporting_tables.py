@@ -117,11 +117,47 @@ def _location_dimension_table(metadata: MetaData) -> Table:
     )
 
 
+def _date_dimension_table(metadata: MetaData) -> Table:
+    return Table(
+        "dim_date",
+        metadata,
+        Column("date", Date, primary_key=True, comment="local calendar day"),
+        Column("year", Integer, nullable=False),
+        Column("quarter", Integer, nullable=False, comment="1-4"),
+        Column("month", Integer, nullable=False, comment="1-12"),
+        Column("month_name", String(9), nullable=False, comment="January..December"),
+        Column("day_of_month", Integer, nullable=False),
+        Column("iso_year", Integer, nullable=False, comment="ISO 8601 week-numbering year"),
+        Column("iso_week", Integer, nullable=False, comment="ISO 8601 week, 1-53"),
+        Column("weekday", Integer, nullable=False, comment="ISO 8601: 1 = Monday .. 7 = Sunday"),
+        Column("weekday_name", String(9), nullable=False, comment="Monday..Sunday"),
+        Column("is_weekend", Integer, nullable=False, comment="1 on Saturday and Sunday"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def _time_of_day_dimension_table(metadata: MetaData) -> Table:
+    return Table(
+        "dim_time_of_day",
+        metadata,
+        Column("time_slot", Integer, primary_key=True, autoincrement=False, comment="15-minute slot of the day, 0-95"),
+        Column("slot_start", String(5), nullable=False, comment="HH:MM, local wall clock"),
+        Column("slot_end", String(5), nullable=False, comment="HH:MM, exclusive (24:00 for the last slot)"),
+        Column("hour", Integer, nullable=False, comment="0-23"),
+        Column("minute", Integer, nullable=False, comment="0, 15, 30 or 45"),
+        Column("part_of_day", String(16), nullable=False, comment="night | morning | afternoon | evening"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
 def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
-    """The reporting tables: the capture summary, the location dimension and one counts table per window."""
+    """The reporting tables: the capture summary, the location, date and time-of-day dimensions and
+    one counts table per window."""
     metadata = MetaData()
     _capture_summary_table(metadata)
     _location_dimension_table(metadata)
+    _date_dimension_table(metadata)
+    _time_of_day_dimension_table(metadata)
     for window in windows:
         _counts_table(metadata, window)
     return metadata
@@ -130,6 +166,8 @@ def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
 metadata = build_metadata()
 capture_summary_daily = metadata.tables["capture_summary_daily"]
 location_dimension = metadata.tables["dim_locations"]
+date_dimension = metadata.tables["dim_date"]
+time_of_day_dimension = metadata.tables["dim_time_of_day"]
 # Window name -> its counts table, for the declared windows.
 counts_tables: dict[str, Table] = {window.name: metadata.tables[window.table] for window in WINDOWS}
 

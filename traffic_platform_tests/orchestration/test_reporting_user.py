@@ -1,0 +1,71 @@
+"""The read-only reporting user on MariaDB: reads every view, cannot read the raw tables, cannot write."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from traffic_platform import cli
+from traffic_platform.orchestration.sql.reporting_user import (
+    render_reporting_user_sql,
+    reporting_user_statements,
+)
+from traffic_platform.orchestration.sql.view_files import load_views
+
+from . import datagen
+from .datagen import DAY
+
+ROOT = Path(__file__).resolve().parents[2]
+REFUSED = (OperationalError, ProgrammingError)
+
+
+def test_checked_in_ddl_is_the_rendered_template():
+    assert (ROOT / "sql" / "reporting_user.mysql.sql").read_text(encoding="utf-8") == render_reporting_user_sql(), (
+        "regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_user > sql/reporting_user.mysql.sql")
+    statements = reporting_user_statements("analyst", "%", "traffic")
+    assert sum(s.startswith("GRANT SELECT ON `traffic`.`v_") for s in statements) == len(load_views())
+    assert all(" ON `traffic`.`v_" in s for s in statements if s.startswith("GRANT"))  # views only
+    with pytest.raises(Exception, match="user name"):
+        reporting_user_statements("x'; DROP USER root; --", "%", "traffic")
+
+
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+def test_reporting_user_reads_views_only(repo, engine, db_url, materialize_day, monkeypatch, capsys):
+    datagen.generate(repo, small=True, redetect=False)
+    assert materialize_day(DAY).success
+    user, password = f"tp_ro_{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TRAFFIC_DATABASE_URL", db_url)
+    monkeypatch.setenv("TP_TEST_REPORTING_PW", password)
+    admin = create_engine(make_url(db_url), isolation_level="AUTOCOMMIT")
+    try:
+        assert cli.main(["db", "create-reporting-user", user, "--password-env", "TP_TEST_REPORTING_PW"]) == 0
+        assert f"'{user}'@'%' may SELECT {len(load_views())} views" in capsys.readouterr().out
+        reader = create_engine(make_url(db_url).set(username=user, password=password))
+        try:
+            with reader.connect() as conn:
+                for view in load_views():  # every view reads, through SQL SECURITY DEFINER
+                    conn.execute(text(f"SELECT * FROM {view.name}")).all()
+                assert conn.execute(text("SELECT COUNT(*) FROM v_traffic_counts_hourly")).scalar_one() > 0
+                for statement in ("SELECT COUNT(*) FROM captures", "SELECT * FROM traffic_counts_hourly",
+                                  "SELECT * FROM detections", "INSERT INTO locations (address) VALUES ('x')",
+                                  "UPDATE v_locations SET city = 'x'", "DELETE FROM v_traffic_counts_daily",
+                                  "CREATE TABLE x (a INT)", "DROP VIEW v_locations"):
+                    with pytest.raises(REFUSED):
+                        conn.execute(text(statement))
+                    conn.rollback()
+        finally:
+            reader.dispose()
+        # running it again resets the user and keeps it read-only
+        assert cli.main(["db", "create-reporting-user", user, "--password-env", "TP_TEST_REPORTING_PW"]) == 0
+        with admin.connect() as conn:
+            grants = [row[0] for row in conn.execute(text(f"SHOW GRANTS FOR '{user}'@'%'"))]
+        assert all(g.startswith(("GRANT USAGE ON *.*", "GRANT SELECT ON `")) and ".`v_" in g or "USAGE" in g for g in grants), grants
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
