@@ -201,7 +201,11 @@ def test_the_ingest_lambda_serves_the_counts_routes(monkeypatch, tmp_path):
     monkeypatch.setenv("TRAFFIC_DETECTOR", "sagemaker:none")
     monkeypatch.setenv("TRAFFIC_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/000000000000/persist")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
-    monkeypatch.setattr(lambda_handlers, "_aws_clients", lambda: {"sqs": object(), "store": object()})
+    class Unused:  # neither client is reached by the counts routes
+        def ping(self) -> None:
+            raise AssertionError("not reached")
+
+    monkeypatch.setattr(lambda_handlers, "_aws_clients", lambda: {"sqs": Unused(), "store": Unused()})
     try:
         def ask(query: dict) -> tuple[int, str]:
             event = {"httpMethod": "GET", "path": "/v1/counts", "queryStringParameters": query}
