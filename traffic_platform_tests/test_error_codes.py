@@ -43,15 +43,24 @@ def code_base_codes() -> dict[str, str]:
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "code":
                 add(node.value)
-            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_fail":
-                add(node.args[0])  # metadata.py: _fail(NAME_…, message, name)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("_fail", "_bad"):
+                add(node.args[0])  # metadata.py: _fail(NAME_…, message, name); counts_api.py: _bad(code, message)
+            elif isinstance(node, ast.Tuple | ast.Call):
+                # http_server.py: (status, code, message[, headers]) answers and
+                # error_bytes(status, code, message) / _send_error(scope, send, status, code, …)
+                items = node.elts if isinstance(node, ast.Tuple) else node.args
+                for status, code in zip(items, items[1:], strict=False):
+                    if (isinstance(status, ast.Constant) and type(status.value) is int and 400 <= status.value < 600
+                            and isinstance(code, ast.Constant) and isinstance(code.value, str)):
+                        add(code)
             elif isinstance(node, ast.ClassDef):
                 for stmt in node.body:
                     if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "code" for t in stmt.targets)):
                         add(stmt.value)
             elif isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
-                    if isinstance(key, ast.Constant) and key.value == "code":
+                    # a dict-valued "code" is a JSON-schema property (openapi.py), not a code
+                    if isinstance(key, ast.Constant) and key.value == "code" and not isinstance(value, ast.Dict):
                         add(value)
     return found
 

@@ -89,14 +89,14 @@ def stored_counts(engine) -> dict[tuple[str, str, str], dict[str, int]]:
     return dict(out)
 
 
-def reporting_job(db_url: str):
+def reporting_job(settings: Settings):
     """reporting_daily_job resolved with the real assets and checks, on the test database."""
     code_location = definitions.build_definitions()
     defs = dg.Definitions(
         assets=list(code_location.assets or []),
         asset_checks=list(code_location.asset_checks or []),
         jobs=[reporting_daily_job],
-        resources={"database": DatabaseResource(url=db_url)},
+        resources={"database": DatabaseResource(url=settings.database_url), "ingest": ingest_resource(settings)},
     )
     return defs.resolve_job_def("reporting_daily_job")
 
@@ -222,7 +222,7 @@ def test_redetect_keeps_versions_apart_and_reports_the_new_one(settings, tmp_pat
             assert len({r.run_key for r in requests}) == 2
 
             # 6. the reporting tables: ingest version first (no tags), then B as the sensor asked
-            job = reporting_job(settings.database_url)
+            job = reporting_job(settings)
             for day in ("2022-10-11", "2022-10-12"):
                 assert job.execute_in_process(partition_key=day, instance=instance).success
             a_rows = daily_rows(engine, a)
