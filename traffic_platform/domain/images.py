@@ -427,7 +427,7 @@ def header_pixels(data: bytes) -> int:
 
 
 def _header_size(data: bytes, fmt: str) -> tuple[int | None, int | None]:
-    """Width and height from the header without Pillow (for the bomb message only)."""
+    """Width and height from the header without Pillow (the bomb message, the decode budget)."""
     try:
         if fmt == PNG and data[12:16] == b"IHDR":
             return struct.unpack(">II", data[16:24])
