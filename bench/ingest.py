@@ -398,7 +398,7 @@ def load_photos(folder: Path) -> tuple[list[dict], list[Any], list[str]]:
 # --------------------------------------------------------------------------- model
 def build_tiny_model(workdir: Path) -> str:
     """A tiny end-to-end ONNX graph (the tests' contract graph) when the real model is absent."""
-    from traffic_platform_tests.detection._e2e_graph import export
+    from traffic_platform.detection.tiny_e2e_graph import export
 
     folder = workdir / "tiny-e2e"
     export(folder / "tiny_e2e.onnx", size=(320, 320))

@@ -17,15 +17,11 @@ from PIL import Image, ImageOps
 
 from traffic_platform.config import Settings
 from traffic_platform.detection import model_cache, onnx_e2e
+from traffic_platform.detection import tiny_e2e_graph as graph
 from traffic_platform.detection.base import ImageInput
 from traffic_platform.detection.onnx_e2e import COCO80, ModelMetadata, OnnxEndToEndDetector
 from traffic_platform.domain.detections import ClassThresholds
 from traffic_platform.domain.errors import ConfigurationError
-
-try:
-    from . import _e2e_graph as graph
-except ImportError:  # the test folder is not a package
-    import _e2e_graph as graph  # type: ignore[no-redef]
 
 ALL = ClassThresholds(default=0.0)
 TRAFFIC_IDS = {0: "person", 1: "bicycle", 2: "car", 3: "motorcycle", 5: "bus", 7: "truck"}

@@ -1,4 +1,4 @@
-"""A tiny end-to-end detection graph with the RT-DETR / D-FINE / DEIM ONNX contract.
+"""A tiny end-to-end detection graph with the RT-DETR / D-FINE / DEIM ONNX contract (tests, benchmarks).
 
 Inputs ``images`` (N×3×H×W float RGB in [0, 1]) and ``orig_target_sizes`` (N×2 int64,
 width/height); outputs ``labels`` (N×K int64), ``boxes`` (N×K×4 xyxy in original pixels)
