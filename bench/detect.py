@@ -197,6 +197,7 @@ def build_random(kind: str, out_dir: Path) -> Path:
             intermediate_size=768,
             image_size=[800, 1333],
             num_detection_tokens=100,
+            use_mid_position_embeddings=False,  # as hustvl/yolos-tiny's config (only YOLOS-S/B use them)
             id2label=id2label,
         )
         model = YolosForObjectDetection(config).eval()
