@@ -3,7 +3,8 @@
 * :func:`make_engine` — one engine per process (pooled, pre-pinged). SQLite gets WAL with
   ``synchronous=FULL`` (a commit survives a power cut before the spool forgets the job),
   foreign keys, a busy timeout and real transactions (SQLAlchemy emits ``BEGIN``);
-  MySQL/MariaDB get ``utf8mb4``.
+  MySQL/MariaDB get ``utf8mb4``; ``?aws_secret=<ARN>`` in the URL takes user and password
+  from Secrets Manager per new connection (:mod:`.credentials`).
 * :func:`upgrade` / :func:`current_revision` — Alembic, configured in code (no ini file).
 * :func:`render_mysql_ddl` — the DDL production runs, rendered offline; it is checked in
   as ``sql/schema.mysql.sql`` (regenerate: ``python -m traffic_platform.storage.database``).
@@ -27,6 +28,8 @@ MIGRATION_LOCK = "traffic_platform_migrate"
 # Execution option: on SQLite, open the transaction with BEGIN IMMEDIATE (take the write
 # lock up front) so a read-then-write transaction cannot fail with SQLITE_BUSY_SNAPSHOT.
 SQLITE_IMMEDIATE = "traffic_sqlite_immediate"
+# ``mysql+pymysql://host/db?aws_secret=<ARN>``: user and password come from that secret (.credentials)
+AWS_SECRET_PARAMETER = "aws_secret"
 DDL_HEADER = (
     "-- MySQL / Aurora MySQL DDL of the traffic platform's ingest tables.\n"
     "-- Generated from the Alembic migrations in traffic_platform/storage/migrations; do not edit.\n"
@@ -51,8 +54,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if backend in ("mysql", "mariadb"):
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+        secret = parsed.query.get(AWS_SECRET_PARAMETER)
+        if secret is not None:
+            parsed = parsed.difference_update_query([AWS_SECRET_PARAMETER])
         kwargs.setdefault("pool_recycle", 3600)  # below the server's wait_timeout
-        return create_engine(parsed, pool_pre_ping=True, **kwargs)
+        engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+        if secret is not None:
+            from .credentials import SecretCredentials, install
+
+            given = {k for k, v in (("host", parsed.host), ("port", parsed.port), ("database", parsed.database)) if v}
+            install(engine, SecretCredentials(str(secret)), given)
+        return engine
     raise ValueError(f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}")
 
 
