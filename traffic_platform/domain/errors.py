@@ -91,6 +91,13 @@ class NotFound(TrafficPlatformError):
     http_status = 404
 
 
+class NotAcceptable(TrafficPlatformError):
+    """The answer cannot be given in the asked-for format here."""
+
+    code = "format_unavailable"
+    http_status = 406
+
+
 class ServiceUnavailable(TrafficPlatformError):
     """A dependency (model, database, object store) is not ready; retry later."""
 

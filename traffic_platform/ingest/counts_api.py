@@ -30,7 +30,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from ..domain.classes import TRAFFIC_CLASSES
-from ..domain.errors import BadRequest, ServiceUnavailable
+from ..domain.errors import BadRequest, NotAcceptable, ServiceUnavailable
 from ..storage.counts import (
     COUNT_COLUMNS,
     DATETIME,
@@ -167,8 +167,14 @@ def render_rows(fmt: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[t
 
 
 def _parquet(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, Any]]) -> bytes:
-    import pyarrow as pa  # lazy: the Lambda imports this module without pyarrow being loaded
-    import pyarrow.parquet as pq
+    try:  # lazy: the Lambda imports this module without pyarrow being loaded
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:  # the Lambda package leaves pyarrow out (170 MB of Lambda's 250 MB)
+        raise NotAcceptable(
+            "Parquet is not available on this deployment (pyarrow is not installed); "
+            "ask for format=csv or format=json.", details={"format": "parquet"}
+        ) from None
 
     types = {DATETIME: pa.timestamp("us"), INTEGER: pa.int64(), DOUBLE: pa.float64(), TEXT: pa.string()}
     schema = pa.schema([(name, types[kind]) for name, kind in columns])

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import math
+import sys
 from datetime import datetime
 from urllib.parse import parse_qsl, urlsplit
 
@@ -125,6 +126,17 @@ def test_every_format_equals_the_view_across_pages(platform, fmt):
     assert_same(got, want)
     got, _ = pages(api, query, fmt, via_accept=True)  # the Accept header chooses the same format
     assert_same(got, want)
+
+
+def test_parquet_without_pyarrow_is_406_and_names_the_formats_that_work(platform, monkeypatch):
+    """The ingest Lambda's package leaves pyarrow out; asking it for Parquet is a clear 406."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # import pyarrow -> ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    response = get(platform.api(), "/v1/counts?window=hour&from=2022-10-11&to=2022-10-12&format=parquet")
+    error = json.loads(response.body)["error"]
+    assert (response.status, error["code"]) == (406, "format_unavailable")
+    assert "format=csv" in error["message"]
+    assert get(platform.api(), "/v1/counts?window=hour&from=2022-10-11&to=2022-10-12&format=csv").status == 200
 
 
 def test_filters_and_windows(platform):
