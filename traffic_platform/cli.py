@@ -162,6 +162,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(images=Path(args.images) if args.images else None, count=args.count)
 
 
+def cmd_deploy_build(args: argparse.Namespace) -> int:
+    from .packaging.build import build_all
+
+    try:
+        build_all(Path(args.out), args.model, sys.stdout)
+    except (RuntimeError, ValueError) as exc:  # a pip failure, a limit broken, a model not found
+        raise TrafficPlatformError(str(exc), code="deploy_build_failed") from None
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="traffic-platform", description="Traffic-monitoring data platform. Settings come from TRAFFIC_* variables (see README).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -221,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--to", dest="last", type=_day, required=True, metavar="DATE", help="last local day, inclusive")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
+
+    deploy = sub.add_parser("deploy", help="AWS deployment").add_subparsers(dest="deploy_command", required=True, metavar="ACTION")
+    p = deploy.add_parser("build", help="build the ingest and persist Lambda packages and the SageMaker model.tar.gz")
+    p.add_argument("--out", default="build", help="output directory (deploy/template.yaml reads build/)")
+    p.add_argument("--model", help="transformers checkpoint directory or hub id for model.tar.gz")
+    p.set_defaults(func=cmd_deploy_build)
 
     p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
     p.add_argument("--images", help="directory of images (default: generated street scenes)")

@@ -17,6 +17,8 @@ ALLOWED = {
     "ingest": {"domain", "detection", "storage", "ingest", "config", "logs"},
     # orchestration may use ingest only to run the landing prefix through the ingest service
     "orchestration": {"domain", "detection", "storage", "orchestration", "config", "ingest"},
+    # builds deployment artefacts from the package's files; imports none of its code
+    "packaging": {"packaging"},
 }
 INGEST_FROM_ORCHESTRATION = {"landing.py", "resources.py"}
 
