@@ -143,8 +143,11 @@ def request_from_event(event: Any) -> Request:
     if "filename" in path_params and "filename" not in query:
         query["filename"] = path_params["filename"]
         path = "/v1/images"
+    # An HTTP API's rawPath starts with a named stage; a REST API's path never has it (its stage
+    # may even be named like a route prefix: stage "v1", path "/v1/images").
     stage = context.get("stage")
-    if isinstance(stage, str) and stage and stage != "$default" and path.startswith(f"/{stage}/"):
+    if (event.get("version") == "2.0" and isinstance(stage, str) and stage and stage != "$default"
+            and path.startswith(f"/{stage}/")):
         path = path[len(stage) + 1 :]
     return Request(method=method.upper(), path=path, query=query, headers={k.lower(): v for k, v in headers.items()},
                    body=_event_body(event))
@@ -255,11 +258,18 @@ def persist_handler(
 
 
 def _attempt_of(record: dict[str, Any]) -> int:
+    """Attempts made before this delivery: those of earlier copies (the re-sent message's
+    attribute) plus this copy's earlier deliveries (SQS's ``ApproximateReceiveCount`` - 1)."""
     attribute = (record.get("messageAttributes") or {}).get(ATTEMPT_ATTRIBUTE) or {}
     try:
-        return int(attribute.get("stringValue") or attribute.get("StringValue") or 0)
+        earlier = int(attribute.get("stringValue") or attribute.get("StringValue") or 0)
     except ValueError:
-        return 0
+        earlier = 0
+    try:
+        redeliveries = max(0, int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1) - 1)
+    except ValueError:
+        redeliveries = 0
+    return earlier + redeliveries
 
 
 def _requeue(record: dict[str, Any], attempt: int, delay_s: float, sqs: Any, queue_url: str | None, settings: Settings) -> bool:
