@@ -397,6 +397,37 @@ def partition_problems(project: Project) -> list[str]:
     return problems
 
 
+M_TO_TMDL = {
+    "Int64.Type": "int64",
+    "type number": "double",
+    "type text": "string",
+    "type date": "dateTime",
+    "type datetime": "dateTime",
+}
+
+
+def m_type_problems(project: Project) -> list[str]:
+    """The M states each imported column's type (Table.TransformColumnTypes, or the type of a
+    Table.Group aggregate) and it agrees with the column's dataType: on refresh the M type wins."""
+    problems = []
+    for t in project.model.tables.values():
+        source = t.m_source() or ""
+        stated = dict(re.findall(r'\{"(\w+)", ((?:Int64\.Type|type \w+))\}', source))
+        stated |= dict(re.findall(r'\{"(\w+)", each [^{}]*?, ((?:Int64\.Type|type \w+))\}', source))
+        keys = re.search(r"Table\.Group\(\w+, \{([^}]*)\}", source)
+        untyped = set(re.findall(r'"(\w+)"', keys.group(1))) if keys else set()
+        for c in t.columns.values():
+            m_type = stated.get(c.source_column or "")
+            if m_type is None:
+                if c.source_column not in untyped:
+                    problems.append(
+                        f"{t.name}[{c.name}]: the M states no type for {c.source_column}"
+                    )
+            elif M_TO_TMDL.get(m_type) != c.data_type:
+                problems.append(f"{t.name}[{c.name}] is {c.data_type}; the M makes it {m_type}")
+    return problems
+
+
 def table_file_problems(project: Project) -> list[str]:
     """model.tmdl refers to every table file once, and each file is named after its table."""
     problems = []
@@ -459,6 +490,7 @@ MODEL_RULES = [
     relationship_problems,
     version_rule_problems,
     partition_problems,
+    m_type_problems,
     table_file_problems,
 ]
 REPORT_RULES = [page_problems, report_size_problems]

@@ -199,6 +199,26 @@ def test_rule_holds(project, rule):
             "expression Server is not a text parameter",
         ),
         (
+            rules.m_type_problems,
+            {HOURLY: ('{"car", Int64.Type}', '{"car", type number}')},
+            "Hourly counts[car] is int64; the M makes it type number",
+        ),
+        (
+            rules.m_type_problems,
+            {f"{TABLES}/Locations.tmdl": (', {"city", type text}', "")},
+            "Locations[city]: the M states no type for city",
+        ),
+        (
+            rules.m_type_problems,
+            {
+                f"{TABLES}/Model versions.tmdl": (
+                    "[computed_at]), type datetime",
+                    "[computed_at]), type text",
+                )
+            },
+            "Model versions[first_computed_at] is dateTime; the M makes it type text",
+        ),
+        (
             rules.table_file_problems,
             {"TrafficPlatform.SemanticModel/definition/model.tmdl": ("ref table Locations\n", "")},
             "model.tmdl refers to",
