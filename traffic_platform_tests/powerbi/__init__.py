@@ -1,0 +1,1 @@
+"""Tests of the Power BI project in powerbi/ (PBIP: TMDL semantic model + PBIR report)."""
