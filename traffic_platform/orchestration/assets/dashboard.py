@@ -1,7 +1,5 @@
 """``reporting/dashboard``: the built-in dashboard (one self-contained HTML file) from the views."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import dagster as dg
