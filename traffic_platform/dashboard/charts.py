@@ -44,12 +44,21 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
 
     newest = max((r["window_start"] for r in data.hourly), default=None)
     since = datetime.combine(newest.date() - timedelta(days=HOURLY_TREND_DAYS - 1), time()) if newest else None
-    hourly = [{"location": labels.get(r["location_id"], str(r["location_id"])), "window_start": _local(r["window_start"]),
-               "vehicles_per_image": _ratio(r["vehicles"], r["images_accepted"]), "images": r["images_accepted"]}
-              for r in data.hourly if since and r["window_start"] >= since]
+    hourly, last, run = [], {}, 0
+    for r in data.hourly:  # ordered by window_start: a gap of more than an hour starts a new line segment
+        if not since or r["window_start"] < since:
+            continue
+        previous = last.get(r["location_id"])
+        if previous is None or r["window_start"] - previous[0] > timedelta(hours=1):
+            run += 1
+            previous = (r["window_start"], run)
+        last[r["location_id"]] = (r["window_start"], previous[1])
+        hourly.append({"location": labels.get(r["location_id"], str(r["location_id"])), "window_start": _local(r["window_start"]),
+                       "segment": previous[1], "vehicles_per_image": _ratio(r["vehicles"], r["images_accepted"]),
+                       "images": r["images_accepted"]})
     specs["trend_hourly"] = chart(hourly, f"Vehicles per image, by hour (last {HOURLY_TREND_DAYS} days)").mark_line(point=True).encode(
         x=alt.X("window_start:T", title="local time"), y=alt.Y("vehicles_per_image:Q", title="vehicles per image"),
-        color=location, tooltip=["location:N", alt.Tooltip("window_start:T", format="%Y-%m-%d %H:%M"),
+        color=location, detail="segment:N", tooltip=["location:N", alt.Tooltip("window_start:T", format="%Y-%m-%d %H:%M"),
                                  "vehicles_per_image:Q", "images:Q"])
 
     daily = [{"location": labels.get(r["location_id"], str(r["location_id"])), "date": _local(r["date"]),
@@ -88,7 +97,8 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
     quality = [{"location": labels.get(r["location_id"], str(r["location_id"])), "date": _local(r["date"]),
                 "coverage": r["coverage"], "distorted_share": r["distorted_share"], "received": r["images_received"],
                 "expected": r["images_expected"]} for r in data.quality]
-    day_axis = alt.X("yearmonthdate(date):T", title="local day")
+    day_axis = alt.X("yearmonthdate(date):T", title="local day",  # ticks at local midnight, one label per day at most
+                     axis=alt.Axis(format="%b %d", tickCount={"interval": "day", "step": 1}, labelOverlap=True))
     specs["quality_coverage"] = chart(quality, "Coverage: images received / expected").mark_line(point=True).encode(
         x=day_axis, y=alt.Y("coverage:Q", title="coverage", axis=alt.Axis(format="%")), color=location,
         tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"), alt.Tooltip("coverage:Q", format=".1%"),

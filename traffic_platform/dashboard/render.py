@@ -49,7 +49,7 @@ main{padding:16px 24px 32px;max-width:1400px}section[hidden]{display:none}
 table{border-collapse:collapse;width:100%;background:#fff;border:1px solid var(--line)}th,td{padding:6px 10px;border-bottom:1px solid var(--line);text-align:left}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#eef1f5;font-weight:600;font-size:13px}
 .note{color:var(--muted);font-size:13px}.gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
-figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:8px;overflow:hidden}figure img{width:100%;display:block}
+figure{margin:0;background:#fff;border:1px solid var(--line);border-radius:8px;overflow:hidden}figure img{width:100%;display:block;aspect-ratio:16/10;object-fit:cover;background:#222}
 figcaption{padding:6px 10px;font-size:12px;color:var(--muted)}.empty{background:#fff;border:1px solid var(--line);border-radius:8px;padding:24px;max-width:720px}
 """
 
