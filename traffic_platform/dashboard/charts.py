@@ -41,6 +41,8 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
         return alt.Chart(alt.Data(values=values), title=title).properties(width="container", height=HEIGHT)
 
     specs: dict[str, alt.TopLevelMixin] = {}
+    day_axis = alt.X("yearmonthdate(date):T", title="local day",  # ticks at local midnight, one label per day at most
+                     axis=alt.Axis(format="%b %d", tickCount={"interval": "day", "step": 1}, labelOverlap=True))
 
     newest = max((r["window_start"] for r in data.hourly), default=None)
     since = datetime.combine(newest.date() - timedelta(days=HOURLY_TREND_DAYS - 1), time()) if newest else None
@@ -63,8 +65,8 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
 
     daily = [{"location": labels.get(r["location_id"], str(r["location_id"])), "date": _local(r["date"]),
               "vehicles": r["vehicles"], "images": r["images_accepted"]} for r in data.daily]
-    specs["trend_daily"] = chart(daily, "Vehicles seen per day (sum over images)").mark_bar().encode(
-        x=alt.X("yearmonthdate(date):O", title="local day", axis=alt.Axis(labelAngle=0, format="%b %d")), y=alt.Y("sum(vehicles):Q", title="vehicles"),
+    specs["trend_daily"] = chart(daily, "Vehicles seen per day (sum over images)").mark_bar(width=alt.RelativeBandSize(0.85)).encode(
+        x=day_axis, y=alt.Y("sum(vehicles):Q", title="vehicles"),
         color=location, tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"), "vehicles:Q", "images:Q"])
 
     per_location = [{"location": labels[r["location_id"]], "vehicles_per_image": None if r["vehicles_per_image"] is None
@@ -97,8 +99,6 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
     quality = [{"location": labels.get(r["location_id"], str(r["location_id"])), "date": _local(r["date"]),
                 "coverage": r["coverage"], "distorted_share": r["distorted_share"], "received": r["images_received"],
                 "expected": r["images_expected"]} for r in data.quality]
-    day_axis = alt.X("yearmonthdate(date):T", title="local day",  # ticks at local midnight, one label per day at most
-                     axis=alt.Axis(format="%b %d", tickCount={"interval": "day", "step": 1}, labelOverlap=True))
     specs["quality_coverage"] = chart(quality, "Coverage: images received / expected").mark_line(point=True).encode(
         x=day_axis, y=alt.Y("coverage:Q", title="coverage", axis=alt.Axis(format="%")), color=location,
         tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"), alt.Tooltip("coverage:Q", format=".1%"),
