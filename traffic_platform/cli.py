@@ -147,6 +147,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import write_dashboard
+    from .storage.database import make_engine
+    from .storage.objectstore import open_object_store
+
+    settings = _settings()
+    engine = make_engine(settings.database_url)
+    try:
+        written = write_dashboard(engine, open_object_store(settings), Path(args.out) if args.out else settings.dashboard_path,
+                                  gallery_size=args.gallery)
+    finally:
+        engine.dispose()
+    if written.data.problem:
+        print(f"no data: {written.data.problem}", file=sys.stderr)
+    elif written.data.empty:
+        print("no data: the reporting views hold no counted images yet", file=sys.stderr)
+    print(written.path)
+    return 0
+
+
 def _day(raw: str):
     from datetime import date
 
@@ -154,6 +174,12 @@ def _day(raw: str):
         return date.fromisoformat(raw)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a date YYYY-MM-DD") from None
+
+
+def _count(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 200:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number from 0 to 200")
+    return int(raw)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -237,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="build", help="output directory (deploy/template.yaml reads build/)")
     p.add_argument("--model", help="transformers checkpoint directory or hub id for model.tar.gz")
     p.set_defaults(func=cmd_deploy_build)
+
+    p = sub.add_parser("dashboard", help="render the built-in dashboard (one offline HTML file) from the views; print its path")
+    p.add_argument("--out", metavar="PATH", help="where to write it (default: TRAFFIC_DASHBOARD_PATH, else <home>/dashboard/index.html)")
+    p.add_argument("--gallery", type=_count, default=12, metavar="N", help="newest annotated images to show (default 12)")
+    p.set_defaults(func=cmd_dashboard)
 
     p = sub.add_parser("demo", help="ingest sample images end to end, then materialise the reporting assets")
     p.add_argument("--images", help="directory of images (default: generated street scenes)")

@@ -64,6 +64,7 @@ class Settings:
     landing_settle_s: float = 30.0  # a landing object is taken once unchanged for this long
     sagemaker_timeout_s: float = 10.0
     log_json: bool = False
+    dashboard_path: Path | None = None  # the built-in dashboard's file; default <home>/dashboard/index.html
 
     def __post_init__(self) -> None:
         home = Path(self.home)
@@ -76,6 +77,8 @@ class Settings:
             object.__setattr__(self, "spool_dir", home / "spool")
         if self.model_cache_dir is None:
             object.__setattr__(self, "model_cache_dir", home / "models")
+        if self.dashboard_path is None:
+            object.__setattr__(self, "dashboard_path", home / "dashboard" / "index.html")
         if not self.s3_region:
             object.__setattr__(self, "s3_region", aws_region())
         if not self.sqs_region:
@@ -220,6 +223,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "home": Path,
     "model_cache_dir": Path,
     "spool_dir": Path,
+    "dashboard_path": Path,
     "detector_threads": int,
     "detector_batch_size": int,
     "max_upload_bytes": int,

@@ -1,4 +1,5 @@
-"""The main job, end to end on a laptop: ingest sample images, persist them, build the reports.
+"""The main job, end to end on a laptop: ingest sample images, persist them, build the reports
+and the dashboard (printing its path).
 
 Sample images are the real street photos in ``../shared/data/street`` when present
 (renamed to the platform's naming scheme across three locations and two days),
@@ -116,6 +117,12 @@ def run_demo(images: Path | None = None, count: int = 60) -> int:
     days = sorted({day for p in (paths if not images else list(Path(images).iterdir())) if (day := _day_of(p))})
     ok = materialise_days(settings, days)
     print(hourly_report(settings))
+    dashboard = settings.dashboard_path.resolve()  # written by the serving job's reporting/dashboard asset
+    if dashboard.is_file():
+        print(f"dashboard: {dashboard} (one offline HTML file; open it in a browser)")
+    elif days:
+        say(f"dashboard: not written ({dashboard} is missing)")
+        ok = False
     say(f"annotated copies: {settings.object_store_uri}/annotated/ ; API: traffic-platform serve ; "
         f"UI: DAGSTER_HOME={os.environ['DAGSTER_HOME']} .venv/bin/dagster dev -w workspace.yaml (http://127.0.0.1:3000)")
     return 0 if ok else 1

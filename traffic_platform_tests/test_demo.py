@@ -34,6 +34,11 @@ def test_demo_runs_end_to_end_on_generated_images(tmp_path, monkeypatch, tiny_de
     assert days == 2 and per_class > 0 and per_class % 6 == 0
     engine.dispose()
     assert any((tmp_path / "dagster").iterdir())  # the runs are kept for the UI
+    dashboard = tmp_path / "home" / "dashboard" / "index.html"  # the serving job's reporting/dashboard
+    assert f"dashboard: {dashboard.resolve()} " in out.out
+    html = dashboard.read_text(encoding="utf-8")
+    assert 'data-kpi="images_accepted">9<' in html and html.count("data-location-id=") == 3  # 9 images, 3 locations
+    assert html.count("<figure data-gallery-item") == 9  # every annotated copy (fewer than the gallery's 12)
 
 
 def test_demo_output_is_ours_alone(tmp_path, tiny_detr_dir):

@@ -14,9 +14,10 @@ ALLOWED = {
     "domain": {"domain"},
     "detection": {"domain", "detection", "config"},
     "storage": {"domain", "storage", "config"},
-    "ingest": {"domain", "detection", "storage", "ingest", "config", "logs"},
+    "dashboard": {"domain", "storage", "config", "dashboard"},
+    "ingest": {"domain", "detection", "storage", "ingest", "config", "logs", "dashboard"},
     # orchestration may use ingest only to run the landing prefix through the ingest service
-    "orchestration": {"domain", "detection", "storage", "orchestration", "config", "ingest"},
+    "orchestration": {"domain", "detection", "storage", "orchestration", "config", "ingest", "dashboard"},
     # builds deployment artefacts from the package's files; imports none of its code
     "packaging": {"packaging"},
 }

@@ -364,6 +364,30 @@ def decode_resized(
     return apply_orientation(out, orientation)
 
 
+def thumbnail_jpeg(data: bytes, max_side: int, *, quality: int = 70) -> bytes | None:
+    """Stored JPEG/PNG bytes -> a JPEG at most ``max_side`` pixels on its longer side (EXIF
+    orientation applied, never enlarged), for the dashboard's gallery; ``None`` when the bytes
+    are not a picture that decodes. JPEGs are decoded at reduced scale (``Image.draft``)."""
+    if max_side < 1:
+        raise ValueError("max_side must be at least 1")
+    fmt = sniff_format(data)
+    if fmt is None:
+        return None
+    try:
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        orientation = exif_orientation(image)
+        if fmt == JPEG:
+            image.draft("RGB", (max_side, max_side))
+        image.load()
+    except (*_DECODE_ERRORS, Image.DecompressionBombError):
+        return None
+    picture = apply_orientation(to_rgb(image), orientation)
+    picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    picture.save(out, "JPEG", quality=quality, optimize=True)
+    return out.getvalue()
+
+
 def is_undecoded(image: Image.Image) -> bool:
     """Whether ``image`` came from ``Image.open`` and its pixels have not been decoded yet."""
     return isinstance(image, ImageFile.ImageFile) and bool(image.tile)

@@ -6,6 +6,7 @@
     GET  /v1/captures/{id}/annotated the annotated copy
     GET  /healthz  /readyz  /metrics
     GET  /v1/counts  /v1/locations    the reporting views (``counts=``, see counts_api.py)
+    GET  /dashboard                  the built-in dashboard, rendered on request (local server only)
     GET  /openapi.json               the OpenAPI 3.1 document of all of these (openapi.py)
 """
 
@@ -30,6 +31,8 @@ from .service import IngestService
 
 log = logging.getLogger("traffic_platform.api")
 _CAPTURE = re.compile(r"^/v1/captures/([0-9a-f]{32})(/image|/annotated)?$")
+
+DASHBOARD_PATH = "/dashboard"
 
 # The states GET /v1/captures/{id} reports (a distorted capture keeps its stored verdict).
 STORED, PENDING, PERSIST_FAILED = "stored", "pending", "failed"
@@ -115,8 +118,10 @@ class Api:
         api_key: str | None = None,
         base_path: str = "",
         counts: Any = None,  # a counts_api.CountsApi: its .paths are served by its .handle(req, path)
+        dashboard: Callable[[], bytes] | None = None,  # renders the dashboard page (UTF-8 HTML)
     ):
         self.counts = counts
+        self.dashboard = dashboard
         self.service = service
         self.lookup = lookup or CaptureLookup()
         self.readiness = dict(readiness or {})
@@ -156,6 +161,8 @@ class Api:
         self._authorise(req)
         if self.counts is not None and path in self.counts.paths:
             return self.counts.handle(req, path)
+        if path == DASHBOARD_PATH:
+            return self._dashboard(req)
         if path == "/v1/images":
             if req.method != "POST":
                 return self._not_allowed("POST")
@@ -177,6 +184,14 @@ class Api:
     def _not_allowed(allowed: str) -> Response:
         body = {"error": {"code": "method_not_allowed", "message": f"Use {allowed} on this path."}}
         return Response(405, json.dumps(body).encode(), headers={"Allow": allowed})
+
+    def _dashboard(self, req: Request) -> Response:
+        if req.method not in ("GET", "HEAD"):
+            return self._not_allowed("GET")
+        if self.dashboard is None:
+            raise NotFound("This server does not render the dashboard; `traffic-platform serve` does, "
+                           "and `traffic-platform dashboard` writes it to a file.")
+        return Response(200, self.dashboard(), "text/html; charset=utf-8", {"Cache-Control": "no-store"})
 
     def _authorised(self, req: Request) -> bool:
         try:
@@ -227,7 +242,7 @@ class Api:
 def route_name(path: str) -> str:
     """A low-cardinality label for metrics."""
     path = path.rstrip("/") or "/"
-    if path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/counts", "/v1/locations"):
+    if path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/counts", "/v1/locations", DASHBOARD_PATH):
         return path.rsplit("/", 1)[1].removesuffix(".json")
     if path == "/v1/images":
         return "images"

@@ -158,7 +158,15 @@ class LocalPlatform:
             api_key=self.settings.api_key,
             base_path=self.settings.api_base_path,
             counts=CountsApi(CountsReader(self.engine)),
+            dashboard=self.dashboard_html,
         )
+
+    def dashboard_html(self) -> bytes:
+        """The dashboard page from the views and the object store, rendered now (``GET /dashboard``)."""
+        from ..dashboard import render_dashboard
+
+        html, _ = render_dashboard(self.engine, self.store)
+        return html.encode("utf-8")
 
     def spool_health(self) -> dict[str, Any]:
         """The backlog, and ``degraded`` with the reason while it is old or the store/database is

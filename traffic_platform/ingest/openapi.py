@@ -145,6 +145,15 @@ DOCUMENT: dict[str, Any] = {
                               "400": _ERROR, "401": _ERROR, "403": _ERROR, "503": _ERROR},
             }
         },
+        "/dashboard": {
+            "get": {
+                "summary": "The built-in dashboard",
+                "description": "One self-contained HTML page (charts, data and thumbnails inlined; it makes no request), "
+                "rendered from the reporting views and the newest annotated images on each request. Local server only.",
+                "responses": {"200": {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}},
+                              "401": _ERROR, "403": _ERROR, "404": _ERROR, "405": _ERROR},
+            }
+        },
         "/healthz": {"get": {"summary": "Liveness", "security": [{}],
                              "responses": {"200": {"description": "alive", "content": {"application/json": {"schema": {"type": "object"}}}}}}},
         "/readyz": {"get": {"summary": "Readiness: database, object store, model, spool", "security": [{}],

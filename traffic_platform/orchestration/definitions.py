@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import dagster as dg
 
 from .assets.calendar import dim_calendar
+from .assets.dashboard import dashboard
 from .assets.ingest_tables import ingest_tables
 from .assets.locations import dim_locations
 from .assets.reporting import reporting_assets
@@ -41,7 +42,7 @@ def build_definitions(settings: OrchestrationSettings | None = None,
         assets=reporting_assets(partitions, windows),
         asset_checks=[*ingest_quality_checks(partitions), *reporting_checks(partitions, windows)],
     )
-    serving = dg.Definitions(assets=[dim_locations, dim_calendar, reporting_views])
+    serving = dg.Definitions(assets=[dim_locations, dim_calendar, reporting_views, dashboard])
     automation = dg.Definitions(
         jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
         schedules=SCHEDULES,

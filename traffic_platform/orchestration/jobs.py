@@ -24,7 +24,7 @@ reporting_daily_job = dg.define_asset_job(
 serving_job = dg.define_asset_job(
     "serving_job",
     selection=dg.AssetSelection.groups(SERVING_GROUP),
-    description="Refresh dim_locations, dim_date and dim_time_of_day and (re)apply the Power BI views.",
+    description="Refresh dim_locations, dim_date and dim_time_of_day, (re)apply the Power BI views and render the dashboard.",
 )
 
 # Observe the ingest tables (row counts, newest writes) and run the freshness check.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from PIL import Image, ImageFile
 
@@ -361,3 +363,15 @@ def test_every_error_has_code_status_and_message(data, kwargs, status):
     assert err.message and err.message.endswith(".")
     body = err.to_dict()["error"]
     assert body["code"] == err.code and body["message"] == err.message
+
+
+def test_thumbnail_is_a_small_upright_jpeg(scene):
+    from traffic_platform.domain.images import thumbnail_jpeg
+
+    small = thumbnail_jpeg(images.jpeg_bytes(scene), 320)
+    assert small[:3] == b"\xff\xd8\xff"
+    assert Image.open(io.BytesIO(small)).size == (320, 180)  # 640x360 kept at 16:9
+    rotated = thumbnail_jpeg(images.exif_rotated_jpeg(640, 360, orientation=6), 200)
+    assert Image.open(io.BytesIO(rotated)).size in ((112, 200), (113, 200))  # turned upright as EXIF says
+    assert Image.open(io.BytesIO(thumbnail_jpeg(images.png_bytes(images.tiny(scene)), 500))).size == (120, 80)  # never enlarged
+    assert thumbnail_jpeg(images.text_bytes(), 100) is None and thumbnail_jpeg(images.truncated_jpeg(scene), 100) is None

@@ -21,6 +21,7 @@ EXPECTED_ASSETS = {
     ("ingest", "locations"), ("ingest", "captures"), ("ingest", "detections"), ("ingest", "capture_counts"),
     ("reporting", "capture_summary_daily"), ("reporting", "traffic_counts_15min"), ("reporting", "traffic_counts_hourly"),
     ("reporting", "traffic_counts_daily"), ("reporting", "dim_locations"), ("reporting", "dim_calendar"), ("reporting", "views"),
+    ("reporting", "dashboard"),
 }
 BLOCKING_CHECKS = {"detection_scores_in_range", "detection_boxes_valid", "traffic_classes_allowed",
                    "counts_reconcile_with_detections", "no_orphans", "traffic_counts_15min_reconcile",
