@@ -41,6 +41,18 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db_create_database(args: argparse.Namespace) -> int:
+    from .storage.database import create_database, make_engine
+
+    engine = make_engine(_settings().database_url)
+    try:
+        created = create_database(engine, args.name)
+    finally:
+        engine.dispose()
+    print(f"database {args.name} {'created' if created else 'exists'} on {engine.url.host}")
+    return 0
+
+
 def cmd_db_ddl(args: argparse.Namespace) -> int:
     from .storage.database import render_mysql_ddl
 
@@ -212,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("revision", nargs="?", default="head")
     p.set_defaults(func=cmd_db_upgrade)
     db.add_parser("ddl", help="print the MySQL DDL the migrations produce").set_defaults(func=cmd_db_ddl)
+    p = db.add_parser("create-database", help="create another database on the MySQL server if missing (e.g. Dagster's)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_db_create_database)
     p = db.add_parser("create-reporting-user", help="create (or reset) a MySQL user that can only SELECT the reporting views")
     p.add_argument("name")
     p.add_argument("--password-env", metavar="VAR", help="read the password from this variable (default: generate and print one)")

@@ -56,6 +56,29 @@ def test_db_upgrade_and_ddl(db_url, tmp_path):
     assert ddl.returncode == 0 and "CREATE TABLE captures" in ddl.stdout
 
 
+def test_db_create_database_makes_a_second_schema_once(db_url, tmp_path):
+    import uuid
+
+    env = {"TRAFFIC_DATABASE_URL": db_url, "TRAFFIC_HOME": str(tmp_path)}
+    name = f"tp_dagster_{uuid.uuid4().hex[:8]}"
+    first = cli("db", "create-database", name, env=env)
+    if db_url.startswith("sqlite"):
+        assert first.returncode == 2 and first.stderr.startswith("not_mysql: ")
+        return
+    from sqlalchemy import create_engine, text
+
+    try:
+        assert first.returncode == 0 and f"database {name} created" in first.stdout, first.stderr
+        assert f"database {name} exists" in cli("db", "create-database", name, env=env).stdout
+        bad = cli("db", "create-database", "x`; DROP DATABASE test; --", env=env)
+        assert bad.returncode == 2 and bad.stderr.startswith("bad_database_name: ")
+    finally:
+        admin = create_engine(db_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        admin.dispose()
+
+
 def test_ingest_command_summarises_by_outcome(tmp_path, tiny_detr_dir):
     from .images import jpeg_bytes, street_scene
 

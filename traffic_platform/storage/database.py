@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import io
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,27 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def create_database(engine: Engine, name: str) -> bool:
+    """``CREATE DATABASE IF NOT EXISTS name`` (utf8mb4) on MySQL/MariaDB; True if it was created.
+
+    For a second schema on the same server, e.g. Dagster's run storage beside ours (both use
+    Alembic, whose ``alembic_version`` tables would collide in one schema).
+    """
+    from ..domain.errors import BadRequest
+
+    if engine.dialect.name not in ("mysql", "mariadb"):
+        raise BadRequest("Creating a database needs MySQL/MariaDB (TRAFFIC_DATABASE_URL); SQLite is one file.",
+                         code="not_mysql")
+    if not re.fullmatch(r"[A-Za-z0-9_]{1,64}", name):
+        raise BadRequest(f"A database name is 1-64 letters, digits or underscores, got {name!r}.",
+                         code="bad_database_name")
+    with engine.connect() as conn:
+        exists = conn.scalar(text("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = :n"), {"n": name})
+        conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
+        conn.commit()
+    return not exists
 
 
 def writer(engine: Engine) -> Engine:
