@@ -24,7 +24,14 @@ from email.policy import HTTP
 from typing import Any
 
 from ..domain.captures import ACCEPTED, CaptureRecord
-from ..domain.errors import BadRequest, Forbidden, NotFound, TrafficPlatformError, Unauthorized
+from ..domain.errors import (
+    BadRequest,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    TrafficPlatformError,
+    Unauthorized,
+)
 from ..domain.redact import redact
 from .metrics import Metrics
 from .service import IngestService
@@ -119,8 +126,10 @@ class Api:
         base_path: str = "",
         counts: Any = None,  # a counts_api.CountsApi: its .paths are served by its .handle(req, path)
         dashboard: Callable[[], bytes] | None = None,  # renders the dashboard page (UTF-8 HTML)
+        uploads: Any = None,  # an uploads.UploadsApi (S3 stores): POST /v1/uploads
     ):
         self.counts = counts
+        self.uploads = uploads
         self.dashboard = dashboard
         self.service = service
         self.lookup = lookup or CaptureLookup()
@@ -163,6 +172,8 @@ class Api:
             return self.counts.handle(req, path)
         if path == DASHBOARD_PATH:
             return self._dashboard(req)
+        if self.uploads is not None and path in self.uploads.paths:
+            return self.uploads.handle(req, path)
         if path == "/v1/images":
             if req.method != "POST":
                 return self._not_allowed("POST")
@@ -211,7 +222,13 @@ class Api:
 
     def _post_image(self, req: Request) -> Response:
         file_name, data, content_type = read_upload(req)
-        record = self.service.ingest(file_name, data, content_type)
+        try:
+            record = self.service.ingest(file_name, data, content_type)
+        except PayloadTooLarge as exc:
+            if self.uploads is not None and exc.code == "upload_too_large":  # name the other route
+                exc.message += " Larger images: POST /v1/uploads?filename=<name> for an upload URL, then PUT it there."
+                exc.details = {**exc.details, "upload_route": "/v1/uploads"}
+            raise
         return Response.json(201, capture_answer(record))
 
     def _ready(self, req: Request) -> Response:
@@ -242,7 +259,8 @@ class Api:
 def route_name(path: str) -> str:
     """A low-cardinality label for metrics."""
     path = path.rstrip("/") or "/"
-    if path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/counts", "/v1/locations", DASHBOARD_PATH):
+    if path in ("/healthz", "/readyz", "/metrics", "/openapi.json", "/v1/counts", "/v1/locations", "/v1/uploads",
+                DASHBOARD_PATH):
         return path.rsplit("/", 1)[1].removesuffix(".json")
     if path == "/v1/images":
         return "images"

@@ -62,6 +62,7 @@ def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: An
     from .metrics import Metrics
     from .service import IngestService
     from .sqs_handoff import SqsHandoff
+    from .uploads import UploadsApi
 
     handoff = SqsHandoff(sqs, settings.queue_url, store)
     return Api(
@@ -77,6 +78,7 @@ def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: An
         api_key=settings.api_key,
         base_path=settings.api_base_path,
         counts=CountsApi(CountsReader(repo.engine)),
+        uploads=UploadsApi.for_store(store),
     )
 
 

@@ -29,6 +29,7 @@ from .metrics import Metrics
 from .persist import Persister
 from .service import IngestService
 from .spool import Spool
+from .uploads import UploadsApi
 from .worker import SpoolWorker
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class LocalPlatform:
             base_path=self.settings.api_base_path,
             counts=CountsApi(CountsReader(self.engine)),
             dashboard=self.dashboard_html,
+            uploads=UploadsApi.for_store(self.store),
         )
 
     def dashboard_html(self) -> bytes:

@@ -145,6 +145,26 @@ DOCUMENT: dict[str, Any] = {
                               "400": _ERROR, "401": _ERROR, "403": _ERROR, "503": _ERROR},
             }
         },
+        "/v1/uploads": {
+            "post": {
+                "summary": "An upload URL for an image too large to post (S3 object stores only)",
+                "description": "Checks the file name like POST /v1/images, then answers a presigned S3 PUT URL below "
+                "landing/; PUT the bytes there with the Content-Type given, and the landing job ingests the image. "
+                "For images over the ingest function's limit (API Gateway 10 MB, Lambda 6 MB: ~4.5 MB of image).",
+                "parameters": [_query("filename", "the capture's file name (or a JSON body {\"filename\": ...})",
+                                      {"type": "string"})],
+                "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"filename": {"type": "string"}}}}}},
+                "responses": {"201": {"description": "Where to PUT the image", "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["upload", "file_name", "next"], "properties": {
+                        "upload": {"type": "object", "required": ["method", "url", "headers", "key", "expires_at"],
+                                   "properties": {"method": {"const": "PUT"}, "url": {"type": "string"},
+                                                  "headers": {"type": "object"}, "key": {"type": "string"},
+                                                  "expires_at": {"type": "string", "format": "date-time"}}},
+                        "file_name": {"type": "string"}, "next": {"type": "string"}}}}}},
+                              "400": _ERROR, "401": _ERROR, "403": _ERROR, "404": _ERROR, "405": _ERROR},
+            }
+        },
         "/dashboard": {
             "get": {
                 "summary": "The built-in dashboard",

@@ -37,6 +37,7 @@ from pydantic import Field
 from ..domain.captures import ACCEPTED, DISTORTED
 from ..domain.errors import PayloadTooLarge, TrafficPlatformError
 from ..ingest.local import FAILED, REJECTED
+from ..storage import keys
 from ..storage.keys import is_valid_key
 from ..storage.objectstore import ObjectInfo, ObjectNotFound, ObjectStore
 from .resources import IngestResource
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LANDING_PREFIX = "landing/"
+LANDING_PREFIX = keys.LANDING_PREFIX
 REJECTED_PREFIX = "rejected/"
 REASON_SUFFIX = ".reason.json"
 

@@ -18,6 +18,7 @@ MAX_KEY_LENGTH = 512  # the captures.*_key columns are VARCHAR(512); S3 allows 1
 IMAGE_PREFIX = "images/"
 ANNOTATED_PREFIX = "annotated/"
 DISTORTED_PREFIX = "distorted/"
+LANDING_PREFIX = "landing/"  # dropped images, ingested by the landing job (orchestration/landing.py)
 
 _KEY = re.compile(r"^(?:[A-Za-z0-9._/-]|%[0-9A-F]{2})+$")
 _PREFIX = re.compile(r"^(?:[A-Za-z0-9._/-]|%[0-9A-F]{2})*$")
@@ -109,3 +110,11 @@ __all__ = [
     "validate_key",
     "validate_prefix",
 ]
+
+
+def upload_key(file_name: str, token: str) -> str:
+    """Where a presigned upload puts ``file_name``: its own folder below ``landing/``, so two
+    uploads of one name never overwrite each other; the landing job reads the name back."""
+    if not re.fullmatch(r"[0-9a-f]{16,32}", token):
+        raise ValueError(f"upload token must be 16-32 lower-case hex characters, got {token!r}")
+    return validate_key(f"{LANDING_PREFIX}uploads/{token}/{escape_component(file_name)}")

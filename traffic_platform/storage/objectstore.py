@@ -84,6 +84,12 @@ class ObjectStore(ABC):
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (overwriting); raise :class:`ObjectNotFound` if ``src`` is absent."""
 
+    can_presign = False  # S3 can hand out upload URLs; a directory cannot
+
+    def presign_put(self, key: str, content_type: str, expires_s: int) -> str:
+        """A URL a client may PUT ``key`` to for ``expires_s`` seconds (S3 only)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot presign uploads")
+
     @abstractmethod
     def ping(self) -> None:
         """Raise :class:`ServiceUnavailable` if the store cannot be used."""
@@ -231,6 +237,17 @@ class S3ObjectStore(ObjectStore):
             Body=data,
             ContentType=content_type,
             **self._write_args,
+        )
+
+    can_presign = True
+
+    def presign_put(self, key: str, content_type: str, expires_s: int) -> str:
+        """Signed with the function's own credentials; the bucket's default encryption applies."""
+        return self.client.generate_presigned_url(
+            "put_object",
+            Params={"Bucket": self.bucket, "Key": self._key(key), "ContentType": content_type},
+            ExpiresIn=expires_s,
+            HttpMethod="PUT",
         )
 
     def get(self, key: str) -> bytes:

@@ -230,3 +230,30 @@ def test_a_poison_message_reaches_the_dead_letter_queue_with_its_reason(deployed
     failed = [line for line in lines if line.get("event") == "persist_failed"]
     assert [f["attempt"] for f in failed] == list(range(1, len(failed) + 1)) and len(failed) >= 2
     assert all(f["failure"] == "permanent" and "neither image_b64 nor image_key" in f["error"] for f in failed)
+
+
+def test_a_large_image_goes_through_an_upload_url_into_landing(deployed, monkeypatch):
+    """Over the function's 4.5 MB cap: 413 naming /v1/uploads; the upload URL puts it in landing/."""
+    import urllib.request
+
+    import boto3
+
+    from traffic_platform.orchestration.landing import file_name_for
+
+    _, _, _, envs = deployed
+    as_function(monkeypatch, envs, "IngestFunction")
+    cap = int(envs["IngestFunction"]["TRAFFIC_MAX_UPLOAD_BYTES"])
+    # a JPEG with a large trailer: over the cap as bytes, which is all the size check sees
+    big = images.jpeg_bytes(images.street_scene(640, 480, seed=6), quality=90) + bytes(cap)
+    refused = ingest_handler(rest_event("POST", "/v1/images", body=big, query={"filename": NAME}))
+    error = json.loads(refused["body"])["error"]
+    assert refused["statusCode"] == 413 and "POST /v1/uploads" in error["message"]
+    answer = ingest_handler(rest_event("POST", "/v1/uploads", query={"filename": NAME}))
+    assert answer["statusCode"] == 201, answer["body"]
+    upload = json.loads(answer["body"])["upload"]
+    request = urllib.request.Request(upload["url"], data=big, method="PUT", headers=upload["headers"])
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+    bucket = envs["IngestFunction"]["TRAFFIC_OBJECT_STORE_URI"][len("s3://"):]
+    head = boto3.client("s3", region_name="eu-west-1").head_object(Bucket=bucket, Key=upload["key"])
+    assert head["ContentLength"] == len(big) and file_name_for(upload["key"]) == NAME
