@@ -72,6 +72,11 @@ class OrchestrationSettings:
     anomaly_min_history_days: int = 7
     # |robust z| above 4 is ~1 in 15 000 days for a normal series: rare enough to look at.
     anomaly_z: float = 4.0
+    # The read-only reporting user (Power BI) the views asset keeps in step with the views
+    # (MySQL): TRAFFIC_REPORTING_USER and its password TRAFFIC_REPORTING_PASSWORD (on AWS
+    # injected from Secrets Manager). Unset: no user is managed.
+    reporting_user: str | None = None
+    reporting_password: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OrchestrationSettings:
@@ -91,6 +96,10 @@ class OrchestrationSettings:
             var = PREFIX + name.upper()
             if env.get(var, "") != "":
                 values[name] = parse_value(var, env[var], parser)
+        values["reporting_user"] = env.get(PREFIX + "REPORTING_USER") or None
+        values["reporting_password"] = env.get(PREFIX + "REPORTING_PASSWORD") or None
+        if bool(values["reporting_user"]) != bool(values["reporting_password"]):
+            raise ConfigurationError(f"{PREFIX}REPORTING_USER and {PREFIX}REPORTING_PASSWORD go together; set both or neither.")
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.anomaly_min_history_days > settings.anomaly_history_days:
             raise ConfigurationError(

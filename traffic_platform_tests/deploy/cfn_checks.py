@@ -206,8 +206,9 @@ def task_secret_findings(template: dict) -> list[str]:
     found = []
     for name, task in resources(template, "AWS::ECS::TaskDefinition").items():
         role = task["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
-        readable = {st["Resource"].get("Ref") for _, st in _role_statements(template, role)
-                    if "secretsmanager:GetSecretValue" in _list(st.get("Action")) and isinstance(st["Resource"], dict)}
+        readable = {r.get("Ref") for _, st in _role_statements(template, role)
+                    if "secretsmanager:GetSecretValue" in _list(st.get("Action"))
+                    for r in _list(st["Resource"]) if isinstance(r, dict)}
         for container in task["Properties"]["ContainerDefinitions"]:
             where = f"{name}/{container['Name']}"
             for variable in container.get("Environment", []):

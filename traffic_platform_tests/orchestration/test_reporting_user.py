@@ -69,3 +69,44 @@ def test_reporting_user_reads_views_only(repo, engine, db_url, materialize_day, 
         with admin.connect() as conn:
             conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
         admin.dispose()
+
+
+@pytest.mark.parametrize("db_url", ["mariadb"], indirect=True)
+def test_the_views_asset_keeps_the_configured_reporting_user_in_step(repo, engine, db_url, materialize_day, monkeypatch):
+    """On AWS nobody runs the command: TRAFFIC_REPORTING_USER/_PASSWORD make the views asset do it."""
+    import dagster as dg
+
+    from traffic_platform.orchestration.assets.views import reporting_views
+    from traffic_platform.orchestration.resources import DatabaseResource
+
+    datagen.generate(repo, small=True, redetect=False)
+    assert materialize_day(DAY).success
+    user, password = f"tp_ro_{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}"
+    monkeypatch.setenv("TRAFFIC_REPORTING_USER", user)
+    monkeypatch.setenv("TRAFFIC_REPORTING_PASSWORD", password)
+    admin = create_engine(make_url(db_url), isolation_level="AUTOCOMMIT")
+    try:
+        result = dg.materialize([reporting_views], resources={"database": DatabaseResource(url=db_url)})
+        assert result.success
+        metadata = result.asset_materializations_for_node("reporting__views")[0].metadata
+        assert metadata["reporting_user"].value == user
+        reader = create_engine(make_url(db_url).set(username=user, password=password))
+        try:
+            with reader.connect() as conn:
+                assert conn.execute(text("SELECT COUNT(*) FROM v_traffic_counts_hourly")).scalar_one() > 0
+                with pytest.raises(REFUSED):
+                    conn.execute(text("SELECT COUNT(*) FROM captures"))
+        finally:
+            reader.dispose()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
+def test_a_reporting_user_without_its_password_is_a_configuration_error():
+    from traffic_platform.domain.errors import ConfigurationError
+    from traffic_platform.orchestration.settings import OrchestrationSettings
+
+    with pytest.raises(ConfigurationError, match="TRAFFIC_REPORTING_PASSWORD"):
+        OrchestrationSettings.from_env({"TRAFFIC_REPORTING_USER": "powerbi"})
