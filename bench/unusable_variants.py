@@ -17,6 +17,9 @@ frame is damaged as much as a 640-px one):
     Gaussian blur, radius ``s / 100`` (12.8 px on a 1280-px frame) - a badly focused lens.
 ``defocus_extreme``
     Gaussian blur, radius ``s / 50``.
+``defocus_noisy``
+    ``defocus_strong`` plus sensor noise (std 3 grey levels) - a defocused camera's real
+    output is noisy, and noise must not pass for detail.
 ``motion_strong``
     horizontal box smear over ``s / 25`` px (51 px at 1280) - camera shaken or panning.
 ``motion_diagonal``
@@ -88,6 +91,12 @@ def damaged_versions(img: Image.Image) -> list[tuple[str, str, Image.Image]]:
             f"gaussian r={s / 50:.1f}px",
             img.filter(ImageFilter.GaussianBlur(s / 50)),
         )
+    )
+    rng_noise = np.random.default_rng(5)
+    soft = np.asarray(img.filter(ImageFilter.GaussianBlur(s / 100)), dtype=np.float32)
+    noisy = np.clip(soft + rng_noise.normal(0, 3.0, soft.shape), 0, 255).astype(np.uint8)
+    out.append(
+        ("defocus_noisy", f"gaussian r={s / 100:.1f}px + noise std 3", Image.fromarray(noisy))
     )
     # motion smear on a half-size copy (cost), scaled back: same blur length in full-size pixels
     half = img.resize((img.width // 2, img.height // 2), Image.Resampling.BOX)

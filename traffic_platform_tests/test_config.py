@@ -28,7 +28,7 @@ def test_values_are_parsed():
             "TRAFFIC_MAX_UPLOAD_BYTES": "1000",
             "TRAFFIC_SCORE_THRESHOLD": "0.4",
             "TRAFFIC_CLASS_THRESHOLDS": "person=0.6; bicycle=0.3",
-            "TRAFFIC_QUALITY_MIN_SHARPNESS": "42.5",
+            "TRAFFIC_QUALITY_MIN_EDGE_SHARPNESS": "42.5",
             "TRAFFIC_QUALITY_MIN_WIDTH": "320",
             "TRAFFIC_TIMEZONES": "Leuven/Belgium=Europe/Brussels, Japan=Asia/Tokyo",
             "TRAFFIC_LOG_JSON": "true",
@@ -37,7 +37,7 @@ def test_values_are_parsed():
     assert s.database_url.startswith("mysql+pymysql://")
     assert s.threads == 3 and s.max_upload_bytes == 1000
     assert s.thresholds.for_class("person") == 0.6 and s.thresholds.for_class("car") == 0.4
-    assert s.quality.min_sharpness == 42.5 and s.quality.min_width == 320
+    assert s.quality.min_edge_sharpness == 42.5 and s.quality.min_width == 320
     assert s.timezones == {"Leuven/Belgium": "Europe/Brussels", "Japan": "Asia/Tokyo"}
     assert s.log_json is True
     assert s.detector_model_name == "PekingU/rtdetr_v2_r18vd"
@@ -57,7 +57,7 @@ def test_values_are_parsed():
         ("TRAFFIC_SCORE_THRESHOLD", "1.5"),
         ("TRAFFIC_CLASS_THRESHOLDS", "dog=0.5"),
         ("TRAFFIC_CLASS_THRESHOLDS", "person"),
-        ("TRAFFIC_QUALITY_MIN_SHARPNESS", "sharp"),
+        ("TRAFFIC_QUALITY_MIN_EDGE_SHARPNESS", "sharp"),
         ("TRAFFIC_TIMEZONES", "Leuven/Belgium=Mars/Olympus"),
         ("TRAFFIC_S3_SSE", "rot13"),
         ("TRAFFIC_LOG_JSON", "maybe"),

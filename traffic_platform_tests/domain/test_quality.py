@@ -44,21 +44,21 @@ def test_smaller_street_scene_passes_too():
 @pytest.mark.parametrize(
     ("make", "expected"),
     [
-        (lambda s: images.blurred(s, 4.0), ["blurred"]),
-        (lambda s: images.blurred(s, 2.0), ["blurred"]),
-        (lambda s: images.motion_blurred(s, 24, 30.0), ["blurred"]),
+        (lambda s: images.blurred(s, 12.8), ["blurred"]),
+        (lambda s: images.blurred(s, 25.6), ["blurred"]),
+        (lambda s: images.motion_blurred(s, 51, 0.0), ["blurred"]),
         (lambda s: images.tiny(s), ["too_small"]),
         (lambda s: images.foggy(s), ["low_contrast"]),
         (lambda s: images.underexposed(s), ["too_dark", "low_contrast"]),
-        (lambda s: images.overexposed(s), ["too_bright", "clipped"]),
+        (lambda s: images.overexposed(s), ["too_bright", "clipped", "blown_out"]),
         (lambda s: images.black(), ["blurred", "too_dark", "low_contrast", "clipped", "uniform"]),
-        (lambda s: images.white(), ["blurred", "too_bright", "low_contrast", "clipped", "uniform"]),
+        (lambda s: images.white(), ["blurred", "too_bright", "low_contrast", "clipped", "blown_out", "uniform"]),
         (lambda s: images.uniform_grey(), ["blurred", "low_contrast", "uniform"]),
     ],
     ids=[
-        "gaussian-blur-4",
-        "gaussian-blur-2",
-        "motion-blur",
+        "defocus-s/100",
+        "defocus-s/50",
+        "motion-smear-s/25",
         "tiny",
         "fog",
         "under-exposed",
@@ -77,11 +77,11 @@ def test_each_distortion_is_detected_with_its_reason(scene, make, expected):
 
 
 def test_messages_name_the_metric_and_the_threshold(scene):
-    report = assess_quality(images.blurred(scene, 4.0), DEFAULTS)
+    report = assess_quality(images.blurred(scene, 12.8), DEFAULTS)
     (message,) = report.messages
-    assert message.startswith("blurred: sharpness ")
-    assert f"{report.metrics['sharpness']:.3f}" in message
-    assert f"{DEFAULTS.min_sharpness:g}" in message
+    assert message.startswith("blurred: edge sharpness ")
+    assert f"{report.metrics['edge_sharpness']:.4f}" in message
+    assert f"{DEFAULTS.min_edge_sharpness:g}" in message
 
     small = assess_quality(images.tiny(scene, (100, 60)), DEFAULTS)
     assert small.messages == [
@@ -91,7 +91,7 @@ def test_messages_name_the_metric_and_the_threshold(scene):
 
 def test_tightening_a_threshold_rejects_the_same_image(scene):
     metrics = measure(scene)
-    strict = replace(DEFAULTS, min_sharpness=metrics["sharpness"] * 1.01)
+    strict = replace(DEFAULTS, min_edge_sharpness=metrics["edge_sharpness"] * 1.01)
     report = assess_quality(scene, strict)
     assert report.reasons == ["blurred"]
 
@@ -103,8 +103,49 @@ def test_tightening_a_threshold_rejects_the_same_image(scene):
 
 
 def test_loosening_a_threshold_accepts_a_rejected_image(scene):
-    soft = images.blurred(scene, 4.0)
-    assert assess_quality(soft, replace(DEFAULTS, min_sharpness=0.0)).ok
+    soft = images.blurred(scene, 12.8)
+    assert assess_quality(soft, replace(DEFAULTS, min_edge_sharpness=0.0)).ok
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda s: images.blurred(s, 4.0),
+        lambda s: images.blurred(s, 2.0),
+        lambda s: images.motion_blurred(s, 24, 30.0),
+    ],
+    ids=["gaussian-blur-4", "gaussian-blur-2", "motion-blur-24"],
+)
+def test_mild_blur_is_degraded_not_unusable(scene, make):
+    # the old gate rejected these as blurred; road users in them can still be counted
+    report = assess_quality(make(scene), DEFAULTS)
+    assert report.ok and report.verdict == "degraded"
+    assert "low_sharpness" in report.flags
+
+
+def test_noise_does_not_pass_for_detail(scene):
+    soft = np.asarray(images.blurred(scene, 12.8), dtype=np.float32)
+    noisy = soft + np.random.default_rng(3).normal(0, 3.0, soft.shape)
+    image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+    assert assess_quality(image, DEFAULTS).reasons == ["blurred"]
+
+
+def test_fog_is_degraded_not_unusable(scene):
+    a = np.asarray(scene, dtype=np.float32)
+    veil = a * 0.35 + 0.65 * 200  # a thick veil: blacks lifted, contrast a third
+    report = assess_quality(Image.fromarray(veil.astype(np.uint8), "RGB"), DEFAULTS)
+    assert report.ok, report.messages
+    assert report.verdict == "degraded" and "fog" in report.flags
+
+
+def test_clear_scene_has_no_flags(scene):
+    report = assess_quality(scene, DEFAULTS)
+    assert report.verdict == "clear" and report.flags == []
+
+
+def test_flags_only_on_accepted_images():
+    with pytest.raises(ValueError):
+        QualityReport(metrics={}, reasons=["blurred"], ok=False, flags=["fog"])
 
 
 def test_thresholds_read_from_settings_are_respected(scene):
@@ -143,8 +184,10 @@ def test_report_is_consistent():
     report = QualityReport(metrics={"sharpness": 0.5}, reasons=[], ok=True)
     assert report.to_dict() == {
         "ok": True,
+        "verdict": "clear",
         "reasons": [],
         "messages": [],
+        "flags": [],
         "metrics": {"sharpness": 0.5},
     }
 
