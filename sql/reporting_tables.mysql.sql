@@ -3,6 +3,46 @@
 -- The assets create these tables when absent (CREATE TABLE only if missing).
 -- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.reporting_tables > sql/reporting_tables.mysql.sql
 
+CREATE TABLE camera_health (
+	location_id INTEGER NOT NULL,
+	state VARCHAR(16) NOT NULL COMMENT 'offline | frozen | slate | moved | obstructed | clock_drift',
+	started_at DATETIME(6) NOT NULL COMMENT 'UTC arrival of the first affected image',
+	ended_at DATETIME(6) COMMENT 'UTC arrival of the first image after it; NULL while open',
+	reason VARCHAR(400) NOT NULL,
+	evidence TEXT NOT NULL COMMENT 'JSON',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	CONSTRAINT pk_camera_health PRIMARY KEY (location_id, state, started_at)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_camera_health_started_at ON camera_health (started_at);
+
+CREATE TABLE capture_features (
+	capture_id CHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,
+	location_id INTEGER NOT NULL,
+	day DATE NOT NULL COMMENT 'local calendar day of captured_at (the partition)',
+	arrived_at DATETIME(6) NOT NULL COMMENT 'captures.ingested_at, UTC',
+	dhash VARCHAR(16) COMMENT '64-bit difference hash, hex',
+	thumb VARCHAR(288) COMMENT '16x9 grey thumbnail, hex',
+	uniform_share DOUBLE,
+	repeated_line_share DOUBLE,
+	mean_level DOUBLE,
+	sharpness DOUBLE COMMENT 'captures.sharpness',
+	feature_error VARCHAR(32) COMMENT 'no_image | image_missing | undecodable',
+	frozen INTEGER NOT NULL COMMENT '1 if the frame has this camera-health state',
+	slate INTEGER NOT NULL COMMENT '1 if the frame has this camera-health state',
+	moved INTEGER NOT NULL COMMENT '1 if the frame has this camera-health state',
+	obstructed INTEGER NOT NULL COMMENT '1 if the frame has this camera-health state',
+	clock_drift INTEGER NOT NULL COMMENT '1 if the frame has this camera-health state',
+	excluded INTEGER NOT NULL COMMENT '1 if frozen or slate: left out of the counts',
+	evidence TEXT NOT NULL COMMENT 'JSON: the numbers behind the flags',
+	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	PRIMARY KEY (capture_id)
+)ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
+
+CREATE INDEX ix_capture_features_day ON capture_features (day);
+
+CREATE INDEX ix_capture_features_location_arrived ON capture_features (location_id, arrived_at);
+
 CREATE TABLE capture_summary_daily (
 	location_id INTEGER NOT NULL,
 	day DATE NOT NULL COMMENT 'local calendar day of captured_at',
@@ -17,6 +57,7 @@ CREATE TABLE capture_summary_daily (
 	expected_images DOUBLE NOT NULL COMMENT '86400 / cadence_s',
 	coverage DOUBLE NOT NULL COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	images_excluded_health INTEGER COMMENT 'accepted images of frozen or slate frames',
 	CONSTRAINT pk_capture_summary_daily PRIMARY KEY (day, location_id)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -80,6 +121,7 @@ CREATE TABLE traffic_counts_15min (
 	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
 	CONSTRAINT pk_traffic_counts_15min PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -101,6 +143,7 @@ CREATE TABLE traffic_counts_daily (
 	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
 	CONSTRAINT pk_traffic_counts_daily PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -122,6 +165,7 @@ CREATE TABLE traffic_counts_hourly (
 	expected_images DOUBLE COMMENT 'window seconds / the location-day cadence',
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
+	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
 	CONSTRAINT pk_traffic_counts_hourly PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 

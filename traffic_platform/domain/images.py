@@ -388,6 +388,26 @@ def thumbnail_jpeg(data: bytes, max_side: int, *, quality: int = 70) -> bytes | 
     return out.getvalue()
 
 
+def grey_thumbnail(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
+    """Stored JPEG/PNG bytes -> an 8-bit grey array of exactly ``size`` ``(width, height)``
+    (area average, aspect ignored, EXIF orientation applied), for the camera-health features
+    (perceptual hash, slate statistics); ``None`` when the bytes are not a picture that decodes.
+    JPEGs are decoded at reduced scale (``Image.draft``)."""
+    fmt = sniff_format(data)
+    if fmt is None:
+        return None
+    try:
+        image = Image.open(io.BytesIO(data), formats=[fmt])
+        orientation = exif_orientation(image)
+        if fmt == JPEG:
+            image.draft("L", (size[0] * 2, size[1] * 2))
+        image.load()
+    except (*_DECODE_ERRORS, Image.DecompressionBombError):
+        return None
+    grey = apply_orientation(to_rgb(image), orientation).convert("L")
+    return np.asarray(grey.resize(size, Image.Resampling.BOX), dtype=np.uint8)
+
+
 def is_undecoded(image: Image.Image) -> bool:
     """Whether ``image`` came from ``Image.open`` and its pixels have not been decoded yet."""
     return isinstance(image, ImageFile.ImageFile) and bool(image.tile)

@@ -13,16 +13,18 @@ from collections.abc import Sequence
 import dagster as dg
 
 from .assets.calendar import dim_calendar
+from .assets.camera_health import camera_health
 from .assets.dashboard import dashboard
 from .assets.ingest_tables import ingest_tables
 from .assets.locations import dim_locations
 from .assets.reporting import reporting_assets
 from .assets.views import reporting_views
+from .checks.camera_health import camera_health_checks
 from .checks.ingest_health import ingest_health_checks
 from .checks.ingest_quality import ingest_quality_checks
 from .checks.reporting import reporting_checks
 from .dagster_previews import accepted_previews
-from .jobs import ingest_observation_job, reporting_daily_job, serving_job
+from .jobs import camera_health_job, ingest_observation_job, reporting_daily_job, serving_job
 from .landing import landing_ingest_job
 from .partitions import daily_partitions
 from .redetect import redetect_job
@@ -42,13 +44,14 @@ def build_definitions(settings: OrchestrationSettings | None = None,
         assets=reporting_assets(partitions, windows),
         asset_checks=[*ingest_quality_checks(partitions), *reporting_checks(partitions, windows)],
     )
+    health = dg.Definitions(assets=[camera_health], asset_checks=camera_health_checks(partitions))
     serving = dg.Definitions(assets=[dim_locations, dim_calendar, reporting_views, dashboard])
     automation = dg.Definitions(
-        jobs=[reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
+        jobs=[camera_health_job, reporting_daily_job, serving_job, ingest_observation_job, landing_ingest_job, redetect_job],
         schedules=SCHEDULES,
         sensors=SENSORS,
     )
-    definitions = dg.Definitions.merge(ingest, reporting, serving, automation, dg.Definitions(resources=default_resources()))
+    definitions = dg.Definitions.merge(ingest, reporting, health, serving, automation, dg.Definitions(resources=default_resources()))
     with accepted_previews("sensor_owners"):  # Dagster warns while binding resources to the sensors' jobs
         definitions.get_repository_def()  # resolved once here; Dagster and callers reuse the cached result
     return definitions

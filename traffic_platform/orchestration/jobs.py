@@ -20,6 +20,13 @@ reporting_daily_job = dg.define_asset_job(
     description="Rebuild one local day of the reporting tables (one partition, replaced atomically).",
 )
 
+# Camera health: the episodes per location (unpartitioned), recomputed over the lookback window.
+camera_health_job = dg.define_asset_job(
+    "camera_health_job",
+    selection=dg.AssetSelection.groups("health"),
+    description="Recompute the camera-health episodes of the last TRAFFIC_HEALTH_LOOKBACK_DAYS and check them.",
+)
+
 # The unpartitioned tables analysts read beside the counts: the location dimension and views.
 serving_job = dg.define_asset_job(
     "serving_job",

@@ -1,12 +1,19 @@
 """Schedules (UTC): today's partition every 15 minutes, yesterday's once more at night,
-the ingest observation every 15 minutes and the serving tables hourly."""
+the ingest observation every 15 minutes, the serving tables hourly and camera health every
+15 minutes."""
 
 
 from datetime import timedelta
 
 import dagster as dg
 
-from .jobs import ingest_observation_job, reporting_daily_job, reporting_run_request, serving_job
+from .jobs import (
+    camera_health_job,
+    ingest_observation_job,
+    reporting_daily_job,
+    reporting_run_request,
+    serving_job,
+)
 from .partitions import configured_start, in_partitions, partition_key_for
 
 TAG_TRIGGER = "traffic/trigger"
@@ -60,4 +67,14 @@ serving_schedule = dg.ScheduleDefinition(
     description="Refresh dim_locations (activity flags) and re-apply the views every hour.",
 )
 
-SCHEDULES = [reporting_current_day, reporting_nightly, ingest_observation_schedule, serving_schedule]
+camera_health_schedule = dg.ScheduleDefinition(
+    name="camera_health_every_15_min",
+    cron_schedule="7,22,37,52 * * * *",
+    execution_timezone="UTC",
+    job=camera_health_job,
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Recompute the camera-health episodes (after the 15-minute reporting run filled capture_features).",
+)
+
+SCHEDULES = [reporting_current_day, reporting_nightly, ingest_observation_schedule, serving_schedule,
+             camera_health_schedule]

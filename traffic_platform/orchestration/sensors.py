@@ -15,7 +15,7 @@ captures it already counted (their ids, kept in the cursor for that window).
 Also here: ``landing_ingest_sensor`` (objects dropped under ``landing/`` -> ``landing_ingest_job``
 through the ingest service, see :mod:`.landing`) and ``redetect_reporting_sensor`` (a
 successful ``redetect_job`` -> one reporting run per day it wrote, for its model version,
-see :mod:`.redetect`).
+see :mod:`.redetect`), and ``camera_health_alerts_sensor`` (webhook alerts, see :mod:`.health.alerts`).
 """
 
 
@@ -29,6 +29,7 @@ import dagster as dg
 from sqlalchemy import DateTime, bindparam, text
 
 from ..config import Settings
+from .health.alerts import camera_health_alerts_sensor
 from .jobs import reporting_daily_job, reporting_run_request
 from .landing import landing_ingest_job, landing_requests
 from .partitions import configured_start, in_partitions, partition_key_for
@@ -174,4 +175,4 @@ def redetect_reporting_sensor(context: dg.RunStatusSensorContext):
     return requests
 
 
-SENSORS = [late_captures_sensor, landing_ingest_sensor, redetect_reporting_sensor]
+SENSORS = [late_captures_sensor, landing_ingest_sensor, redetect_reporting_sensor, camera_health_alerts_sensor]

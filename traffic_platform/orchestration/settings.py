@@ -16,6 +16,7 @@ from datetime import date
 
 from ..config import PREFIX, Settings, parse_pairs, parse_value
 from ..domain.errors import ConfigurationError
+from .health.rules import HealthThresholds
 
 DEFAULT_PARTITIONS_START = date(2022, 1, 1)  # oldest images of the source system (2022)
 DEFAULT_CADENCE_S = 60.0  # the cameras' documented rate: one image a minute
@@ -33,6 +34,12 @@ def _positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError("must be a positive integer")
     return value
+
+
+def _url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must be an http:// or https:// URL")
+    return raw
 
 
 def _cadences(raw: str) -> dict[str, float]:
@@ -77,6 +84,23 @@ class OrchestrationSettings:
     # injected from Secrets Manager). Unset: no user is managed.
     reporting_user: str | None = None
     reporting_password: str | None = field(default=None, repr=False)
+    # Camera health (see orchestration/health/rules.py for what each rule measures).
+    health_offline_cadences: float = 3.0  # offline after 3 missed images
+    health_frozen_min_frames: int = 3  # the frame and two repeats of it
+    health_frozen_hash_distance: int = 12  # dHash bits; re-encoding the same frame flips up to ~9
+    health_frozen_thumb_mad: float = 1.0  # grey levels; same frame re-encoded <= 0.5, live frames >= 1.4
+    health_slate_uniform_share: float = 0.7  # flat blocks; street scenes <= 0.26 in the scenarios
+    health_slate_repeated_lines: float = 0.9  # repeated rows/columns; street scenes <= 0.16
+    health_reference_frames: int = 9  # the rolling reference: majority of the last 9 normal frames
+    health_moved_hash_distance: int = 16  # bits off the reference; another scene is ~32, live frames <= ~12
+    health_moved_min_frames: int = 2  # one odd frame (a bus filling the view) is not a move
+    health_moved_rebase_frames: int = 30  # a new scene stable this long becomes the reference
+    health_obstructed_sharpness_ratio: float = 0.35  # of the reference frames' median sharpness
+    health_clock_drift_s: float = 600.0  # |arrival - file-name time| beyond 10 minutes
+    health_lookback_days: float = 2.0  # camera_health recomputes the episodes of the last 2 days
+    # Where camera_health_alerts_sensor POSTs its JSON alerts; unset: no alerts are sent.
+    alert_webhook_url: str | None = None
+    alert_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> OrchestrationSettings:
@@ -91,6 +115,21 @@ class OrchestrationSettings:
             "anomaly_history_days": _positive_int,
             "anomaly_min_history_days": _positive_int,
             "anomaly_z": _positive,
+            "health_offline_cadences": _positive,
+            "health_frozen_min_frames": _positive_int,
+            "health_frozen_hash_distance": _positive_int,
+            "health_frozen_thumb_mad": _positive,
+            "health_slate_uniform_share": _positive,
+            "health_slate_repeated_lines": _positive,
+            "health_reference_frames": _positive_int,
+            "health_moved_hash_distance": _positive_int,
+            "health_moved_min_frames": _positive_int,
+            "health_moved_rebase_frames": _positive_int,
+            "health_obstructed_sharpness_ratio": _positive,
+            "health_clock_drift_s": _positive,
+            "health_lookback_days": _positive,
+            "alert_webhook_url": _url,
+            "alert_timeout_s": _positive,
         }
         for name, parser in parsers.items():
             var = PREFIX + name.upper()
@@ -107,6 +146,23 @@ class OrchestrationSettings:
                 f"{PREFIX}ANOMALY_HISTORY_DAYS ({settings.anomaly_history_days})."
             )
         return settings
+
+    def health_thresholds(self) -> HealthThresholds:
+        """The camera-health rules' thresholds from the ``TRAFFIC_HEALTH_*`` settings."""
+        return HealthThresholds(
+            offline_cadences=self.health_offline_cadences,
+            frozen_min_frames=self.health_frozen_min_frames,
+            frozen_hash_distance=self.health_frozen_hash_distance,
+            frozen_thumb_mad=self.health_frozen_thumb_mad,
+            slate_uniform_share=self.health_slate_uniform_share,
+            slate_repeated_lines=self.health_slate_repeated_lines,
+            reference_frames=self.health_reference_frames,
+            moved_hash_distance=self.health_moved_hash_distance,
+            moved_min_frames=self.health_moved_min_frames,
+            moved_rebase_frames=self.health_moved_rebase_frames,
+            obstructed_sharpness_ratio=self.health_obstructed_sharpness_ratio,
+            drift_s=self.health_clock_drift_s,
+        )
 
     def cadence_for(self, address: str, city: str, country: str) -> float | None:
         """The configured cadence of one location (most specific key wins), or ``None``."""

@@ -17,7 +17,7 @@ from traffic_platform.orchestration.checks.ingest_health import (
 from traffic_platform.orchestration.checks.ingest_quality import ingest_quality_checks
 from traffic_platform.orchestration.checks.reporting import reporting_checks
 from traffic_platform.orchestration.partitions import daily_partitions
-from traffic_platform.orchestration.resources import DatabaseResource
+from traffic_platform.orchestration.resources import DatabaseResource, ObjectStoreResource
 
 PARTITIONS = daily_partitions()  # the default start, 2022-01-01
 REPORTING_ASSETS = reporting_assets(PARTITIONS)
@@ -45,7 +45,7 @@ def materialize_day(db_url: str) -> Callable[..., dg.ExecuteInProcessResult]:
         return dg.materialize(
             [*(REPORTING_ASSETS if assets is None else assets), *(ALL_PARTITION_CHECKS if checks is None else checks)],
             partition_key=partition,
-            resources={"database": DatabaseResource(url=db_url)},
+            resources={"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource()},
             tags=tags,
             raise_on_error=raise_on_error,
         )

@@ -8,6 +8,7 @@ import dagster as dg
 import pytest
 from sqlalchemy import insert, select, text
 
+from traffic_platform.orchestration.assets.camera_health import CAPTURE_FEATURES
 from traffic_platform.orchestration.assets.reporting import CAPTURE_SUMMARY, COUNTS_KEYS
 from traffic_platform.orchestration.checks.ingest_health import (
     check_distorted_rate,
@@ -95,7 +96,7 @@ def test_check_fails_on_corrupted_data_and_blocks_counts(case, repo, engine, mat
     assert not found[check_name].passed, found[check_name].metadata
     assert found[check_name].severity == dg.AssetCheckSeverity.ERROR
     # the blocking failure stops the counts: only the summary was materialised, tables stay empty
-    assert materialized(result) == {CAPTURE_SUMMARY}
+    assert materialized(result) == {CAPTURE_FEATURES, CAPTURE_SUMMARY}  # the counts are blocked
     with engine.connect() as conn:
         for table in counts_tables.values():
             assert conn.execute(select(table.c.location_id)).first() is None

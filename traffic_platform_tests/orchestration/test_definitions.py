@@ -21,15 +21,16 @@ EXPECTED_ASSETS = {
     ("ingest", "locations"), ("ingest", "captures"), ("ingest", "detections"), ("ingest", "capture_counts"),
     ("reporting", "capture_summary_daily"), ("reporting", "traffic_counts_15min"), ("reporting", "traffic_counts_hourly"),
     ("reporting", "traffic_counts_daily"), ("reporting", "dim_locations"), ("reporting", "dim_calendar"), ("reporting", "views"),
-    ("reporting", "dashboard"),
+    ("reporting", "dashboard"), ("reporting", "capture_features"), ("health", "camera_health"),
 }
 BLOCKING_CHECKS = {"detection_scores_in_range", "detection_boxes_valid", "traffic_classes_allowed",
                    "counts_reconcile_with_detections", "no_orphans", "traffic_counts_15min_reconcile",
-                   "traffic_counts_hourly_reconcile", "traffic_counts_daily_reconcile"}
+                   "traffic_counts_hourly_reconcile", "traffic_counts_daily_reconcile", "camera_health_consistent"}
 WARNING_CHECKS = {"no_duplicate_content", "distorted_rate_anomaly", "daily_count_anomaly", "captures_fresh_per_location",
-                  "spool_backlog_not_stale"}
-SCHEDULES = {"reporting_current_day_every_15_min", "reporting_nightly_finalisation", "ingest_observation_every_15_min", "serving_hourly"}
-SENSORS = {"late_captures_sensor", "landing_ingest_sensor", "redetect_reporting_sensor"}
+                  "spool_backlog_not_stale", "camera_health_no_open_problems", "capture_features_images_readable"}
+SCHEDULES = {"reporting_current_day_every_15_min", "reporting_nightly_finalisation", "ingest_observation_every_15_min", "serving_hourly",
+             "camera_health_every_15_min"}
+SENSORS = {"late_captures_sensor", "landing_ingest_sensor", "redetect_reporting_sensor", "camera_health_alerts_sensor"}
 
 
 def _env(tmp_path: Path) -> dict[str, str]:

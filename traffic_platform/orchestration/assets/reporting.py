@@ -24,6 +24,7 @@ from ..sql.aggregation import ModelKey, replace_capture_summary, replace_counts,
 from ..sql.reporting_tables import ensure_reporting_tables
 from ..sql.transactions import write_transaction
 from ..windows import WINDOWS, ReportingWindow
+from .camera_health import CAPTURE_FEATURES, capture_features_asset
 from .ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 
 REPORTING_GROUP = "reporting"
@@ -76,7 +77,7 @@ def capture_summary_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
         key=CAPTURE_SUMMARY,
         group_name=REPORTING_GROUP,
         partitions_def=partitions,
-        deps=[CAPTURES, LOCATIONS],
+        deps=[CAPTURES, LOCATIONS, CAPTURE_FEATURES],
         kinds={"sql"},
         description="Per location and local day: images received/accepted/distorted, first and last image, "
         "the observed median gap between images and the cadence used for expected images "
@@ -123,7 +124,7 @@ def counts_asset(window: ReportingWindow, partitions: dg.PartitionsDefinition,
         key=counts_key(window),
         group_name=REPORTING_GROUP,
         partitions_def=partitions,
-        deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS],
+        deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS, CAPTURE_FEATURES],
         kinds={"sql"},
         description=f"{table}: per location × {window.name} window (local time, {window_s} s) × traffic class × "
         "model version: images received/accepted/distorted, total count, mean and max per accepted image, "
@@ -153,5 +154,6 @@ def counts_asset(window: ReportingWindow, partitions: dg.PartitionsDefinition,
 
 def reporting_assets(partitions: dg.PartitionsDefinition,
                      windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetsDefinition]:
-    """The capture summary and one counts asset per window, all partitioned by ``partitions``."""
-    return [capture_summary_asset(partitions), *(counts_asset(window, partitions, windows) for window in windows)]
+    """The capture features, the capture summary and one counts asset per window, all partitioned by ``partitions``."""
+    return [capture_features_asset(partitions), capture_summary_asset(partitions),
+            *(counts_asset(window, partitions, windows) for window in windows)]

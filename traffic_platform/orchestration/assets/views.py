@@ -12,6 +12,7 @@ from ..sql.transactions import write_transaction
 from ..sql.view_files import VIEWS, apply_views, load_views
 from ..windows import WINDOWS
 from .calendar import CALENDAR
+from .camera_health import CAMERA_HEALTH
 from .ingest_tables import LOCATIONS
 from .locations import LOCATION_DIMENSION, SERVING_GROUP
 from .reporting import CAPTURE_SUMMARY, COUNTS_KEYS
@@ -22,12 +23,12 @@ REPORTING_VIEWS = dg.AssetKey(["reporting", "views"])
 @dg.asset(
     key=REPORTING_VIEWS,
     group_name=SERVING_GROUP,
-    deps=[*COUNTS_KEYS.values(), CAPTURE_SUMMARY, LOCATION_DIMENSION, CALENDAR, LOCATIONS],
+    deps=[*COUNTS_KEYS.values(), CAPTURE_SUMMARY, LOCATION_DIMENSION, CALENDAR, LOCATIONS, CAMERA_HEALTH],
     kinds={"sql"},
     description="Creates or replaces the Power BI views (sql/views/*.sql, shipped in the package): "
     f"{', '.join(name for window in WINDOWS for name in (window.view, window.wide_view))}, v_data_quality_daily, "
-    "v_capture_summary_daily, v_locations, v_dim_date, v_dim_time_of_day; then, with TRAFFIC_REPORTING_USER "
-    "set (MySQL), gives that read-only user SELECT on exactly these views.",
+    "v_capture_summary_daily, v_camera_health, v_locations, v_dim_date, v_dim_time_of_day; then, with "
+    "TRAFFIC_REPORTING_USER set (MySQL), gives that read-only user SELECT on exactly these views.",
 )
 def reporting_views(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg.MaterializeResult:
     views = load_views()

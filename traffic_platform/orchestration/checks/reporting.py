@@ -26,7 +26,8 @@ from .stats import score_today
 # Fixed per table: identifiers come only from the declared windows' table names.
 _TABLE_TOTALS = (
     "SELECT model_name, model_version, traffic_class, COUNT(*) AS n_rows, SUM(total_count) AS total,"
-    " SUM(images_received) AS received, SUM(images_accepted) AS accepted, SUM(images_distorted) AS distorted"
+    " SUM(images_received) AS received, SUM(images_accepted) AS accepted, SUM(images_distorted) AS distorted,"
+    " SUM(images_excluded_health) AS excluded_health"
     " FROM {table} WHERE window_start >= :start AND window_start < :end"
     " GROUP BY model_name, model_version, traffic_class"
 )
@@ -36,15 +37,19 @@ _TABLE_GROUPS_NOT_SIX = (
     " GROUP BY location_id, window_start, model_name, model_version) x WHERE x.n <> :n_classes"
 )
 # The ingest side, from capture_counts (which the blocking check upstream proved equal to
-# the detections): per model and class, the sum of counts and the images with a row.
+# the detections): per model and class, the sum of counts and the images with a row, without
+# the captures camera health excludes (frozen or slate frames: capture_features.excluded).
+_NOT_EXCLUDED = " AND NOT EXISTS (SELECT 1 FROM capture_features f WHERE f.capture_id = c.capture_id AND f.excluded = 1)"
 _COUNTED = text(
     "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*) FROM capture_counts k"
     " JOIN captures c ON c.capture_id = k.capture_id"
-    " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted'"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted'" + _NOT_EXCLUDED +
     " GROUP BY k.model_name, k.model_version, k.traffic_class"
 )
 _CAPTURED = text(
-    "SELECT COUNT(*), SUM(CASE WHEN c.status = 'distorted' THEN 1 ELSE 0 END) FROM captures c"
+    "SELECT COUNT(*), SUM(CASE WHEN c.status = 'distorted' THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN c.status = 'accepted' AND EXISTS (SELECT 1 FROM capture_features f"
+    " WHERE f.capture_id = c.capture_id AND f.excluded = 1) THEN 1 ELSE 0 END) FROM captures c"
     " WHERE c.captured_at >= :start AND c.captured_at < :end"
 )
 _INGEST_MODELS = text(
@@ -61,8 +66,8 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
         (m, v, c): (int(total or 0), int(images)) for m, v, c, total, images in conn.execute(_COUNTED.bindparams(*params))
     }
     processed = {(m, v) for (m, v, _) in counted}
-    captured, distorted = conn.execute(_CAPTURED.bindparams(*params)).one()
-    captured, distorted = int(captured or 0), int(distorted or 0)
+    captured, distorted, excluded = conn.execute(_CAPTURED.bindparams(*params)).one()
+    captured, distorted, excluded = int(captured or 0), int(distorted or 0), int(excluded or 0)
     problems: list[dict[str, Any]] = []
     models: set[tuple[str, str]] = set()
     for row in conn.execute(text(_TABLE_TOTALS.format(table=table)).bindparams(*params)).mappings():
@@ -72,6 +77,7 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
             "total": counted.get((*model, row["traffic_class"]), (0, 0))[0],
             "received": captured,
             "distorted": distorted,
+            "excluded_health": excluded,
             "accepted": counted.get((*model, row["traffic_class"]), (0, 0))[1],
         }
         for field, want in expected.items():

@@ -11,6 +11,9 @@ Rules (documented for analysts in the README's Dagster section):
   distorted); ``images_distorted`` the distorted ones; ``images_accepted`` the accepted
   captures the reported model processed (those with its ``capture_counts`` rows).
   Distorted captures count nowhere else.
+* **Camera health.** Accepted captures that ``capture_features`` marks ``excluded`` (frozen
+  or slate frames, see ``orchestration/health/rules.py``) count in ``images_received`` but
+  not in ``images_accepted`` nor in any count; ``images_excluded_health`` says how many.
 * **Model.** By default each capture's own ingest model: the partition is reported once
   per ingest (model_name, model_version) among its accepted captures (after a model
   change mid-day each version reports the images it processed, and
@@ -51,6 +54,12 @@ class ModelKey:
         return f"{self.model_name}@{self.model_version}"
 
 
+# 1 when camera health excludes the capture (a frozen or slate frame), else 0; in a query on captures.
+HEALTH_EXCLUDED = (
+    "COALESCE((SELECT f.excluded FROM capture_features f WHERE f.capture_id = captures.capture_id), 0)"
+)
+
+
 def _range_params(start: datetime, end: datetime) -> list:
     return [bindparam("start", start, type_=DateTime), bindparam("end", end, type_=DateTime)]
 
@@ -87,9 +96,9 @@ _SUMMARY_DELETE = text("DELETE FROM capture_summary_daily WHERE day = :day")
 _SUMMARY_INSERT = """
 INSERT INTO capture_summary_daily (location_id, day, images_received, images_accepted, images_distorted,
     first_captured_at, last_captured_at, observed_cadence_s, cadence_s, cadence_source, expected_images,
-    coverage, computed_at)
+    coverage, computed_at, images_excluded_health)
 WITH day_captures AS (
-    SELECT location_id, status, captured_at, captured_at_utc FROM captures
+    SELECT location_id, status, captured_at, captured_at_utc, {excluded} AS health_excluded FROM captures
     WHERE captured_at >= :start AND captured_at < :end
 ),
 ordered AS (
@@ -115,7 +124,8 @@ summary AS (
     SELECT location_id, COUNT(*) AS received,
            SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END) AS accepted,
            SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
-           MIN(captured_at) AS first_at, MAX(captured_at) AS last_at
+           MIN(captured_at) AS first_at, MAX(captured_at) AS last_at,
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded
     FROM day_captures GROUP BY location_id
 ),
 chosen AS (
@@ -128,7 +138,7 @@ SELECT s.location_id, :day, s.received, s.accepted, s.distorted, s.first_at, s.l
             WHEN c.observed_s IS NOT NULL THEN 'observed' ELSE 'fallback' END,
        86400e0 / COALESCE(c.configured_s, c.observed_s, :fallback_s),
        s.received / (86400e0 / COALESCE(c.configured_s, c.observed_s, :fallback_s)),
-       :computed_at
+       :computed_at, s.excluded
 FROM summary s JOIN chosen c ON c.location_id = s.location_id
 """
 
@@ -157,7 +167,8 @@ def replace_capture_summary(
     """Replace the partition's ``capture_summary_daily`` rows; return how many were written."""
     dialect = dialect_of(conn)
     configured_sql, configured_params = _configured_case(configured_cadence)
-    sql = _SUMMARY_INSERT.format(gap=seconds_between(dialect, "previous_utc", "captured_at_utc"), configured=configured_sql)
+    sql = _SUMMARY_INSERT.format(gap=seconds_between(dialect, "previous_utc", "captured_at_utc"), configured=configured_sql,
+                               excluded=HEALTH_EXCLUDED)
     day = start.date()
     conn.execute(_SUMMARY_DELETE.bindparams(bindparam("day", day, type_=Date)))
     result = conn.execute(
@@ -182,15 +193,16 @@ _COUNTS_DELETE = (
 _COUNTS_INSERT = """
 INSERT INTO {table} (location_id, window_start, traffic_class, model_name, model_version, images_received,
     images_accepted, images_distorted, total_count, mean_per_image, max_per_image, share_with_any,
-    expected_images, coverage, computed_at)
+    expected_images, coverage, computed_at, images_excluded_health)
 WITH window_captures AS (
-    SELECT capture_id, location_id, status, {window_start} AS window_start FROM captures
+    SELECT capture_id, location_id, status, {window_start} AS window_start, {excluded} AS health_excluded FROM captures
     WHERE captured_at >= :start AND captured_at < :end
 ),
 classes AS ({classes}),
 windows AS (
     SELECT location_id, window_start, COUNT(*) AS received,
-           SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted
+           SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded
     FROM window_captures GROUP BY location_id, window_start
 ),
 processed AS (
@@ -198,7 +210,7 @@ processed AS (
     FROM window_captures w
     JOIN capture_counts k ON k.capture_id = w.capture_id
          AND k.model_name = :model_name AND k.model_version = :model_version
-    WHERE w.status = 'accepted'
+    WHERE w.status = 'accepted' AND w.health_excluded = 0
 ),
 accepted AS (
     SELECT location_id, window_start, COUNT(DISTINCT capture_id) AS images
@@ -216,7 +228,7 @@ SELECT w.location_id, w.window_start, cl.traffic_class, :model_name, :model_vers
        CASE WHEN a.images > 0 THEN COALESCE(p.with_any, 0) * 1e0 / a.images END,
        :window_s / s.cadence_s,
        w.received / (:window_s / s.cadence_s),
-       :computed_at
+       :computed_at, w.excluded
 FROM windows w
 CROSS JOIN classes cl
 LEFT JOIN accepted a ON a.location_id = w.location_id AND a.window_start = w.window_start
@@ -245,7 +257,8 @@ def replace_counts(
     dialect = dialect_of(conn)
     classes_sql, class_params = _classes_sql()
     insert_sql = _COUNTS_INSERT.format(
-        table=table, window_start=window_start(dialect, window.seconds, "captured_at"), classes=classes_sql
+        table=table, window_start=window_start(dialect, window.seconds, "captured_at"), classes=classes_sql,
+        excluded=HEALTH_EXCLUDED,
     )
     written = 0
     for model in models:

@@ -29,11 +29,13 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
+    inspect,
 )
 from sqlalchemy.dialects import mysql
 from sqlalchemy.schema import CreateIndex, CreateTable
 
-from ...storage.tables import MYSQL_TABLE_OPTIONS, exact_text, timestamp_us
+from ...storage.tables import MYSQL_TABLE_OPTIONS, exact_text, hex_id, timestamp_us
 from ..windows import WINDOWS, ReportingWindow
 
 
@@ -64,6 +66,7 @@ def _capture_summary_table(metadata: MetaData) -> Table:
         Column("expected_images", Double, nullable=False, comment="86400 / cadence_s"),
         Column("coverage", Double, nullable=False, comment="images_received / expected_images"),
         Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        Column("images_excluded_health", Integer, nullable=True, comment="accepted images of frozen or slate frames"),
         PrimaryKeyConstraint("day", "location_id", name="pk_capture_summary_daily"),
         Index("ix_capture_summary_daily_location_day", "location_id", "day"),
         **MYSQL_TABLE_OPTIONS,
@@ -90,6 +93,8 @@ def _counts_table(metadata: MetaData, window: ReportingWindow) -> Table:
         Column("expected_images", Double, nullable=True, comment="window seconds / the location-day cadence"),
         Column("coverage", Double, nullable=True, comment="images_received / expected_images"),
         Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        Column("images_excluded_health", Integer, nullable=True,
+               comment="accepted images left out of images_accepted and the counts: frozen or slate frames"),
         PrimaryKeyConstraint("window_start", "location_id", "model_name", "model_version", "traffic_class", name=f"pk_{name}"),
         Index(f"ix_{name}_location_window", "location_id", "window_start"),
         **MYSQL_TABLE_OPTIONS,
@@ -150,6 +155,49 @@ def _time_of_day_dimension_table(metadata: MetaData) -> Table:
     )
 
 
+def _capture_features_table(metadata: MetaData) -> Table:
+    flags = ("frozen", "slate", "moved", "obstructed", "clock_drift")
+    return Table(
+        "capture_features",
+        metadata,
+        Column("capture_id", hex_id(32), primary_key=True),
+        Column("location_id", Integer, nullable=False),
+        Column("day", Date, nullable=False, comment="local calendar day of captured_at (the partition)"),
+        Column("arrived_at", timestamp_us(), nullable=False, comment="captures.ingested_at, UTC"),
+        Column("dhash", String(16), nullable=True, comment="64-bit difference hash, hex"),
+        Column("thumb", String(288), nullable=True, comment="16x9 grey thumbnail, hex"),
+        Column("uniform_share", Double, nullable=True),
+        Column("repeated_line_share", Double, nullable=True),
+        Column("mean_level", Double, nullable=True),
+        Column("sharpness", Double, nullable=True, comment="captures.sharpness"),
+        Column("feature_error", String(32), nullable=True, comment="no_image | image_missing | undecodable"),
+        *(Column(flag, Integer, nullable=False, comment="1 if the frame has this camera-health state") for flag in flags),
+        Column("excluded", Integer, nullable=False, comment="1 if frozen or slate: left out of the counts"),
+        Column("evidence", Text, nullable=False, comment="JSON: the numbers behind the flags"),
+        Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        Index("ix_capture_features_day", "day"),
+        Index("ix_capture_features_location_arrived", "location_id", "arrived_at"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
+def _camera_health_table(metadata: MetaData) -> Table:
+    return Table(
+        "camera_health",
+        metadata,
+        Column("location_id", Integer, nullable=False),
+        Column("state", String(16), nullable=False, comment="offline | frozen | slate | moved | obstructed | clock_drift"),
+        Column("started_at", timestamp_us(), nullable=False, comment="UTC arrival of the first affected image"),
+        Column("ended_at", timestamp_us(), nullable=True, comment="UTC arrival of the first image after it; NULL while open"),
+        Column("reason", String(400), nullable=False),
+        Column("evidence", Text, nullable=False, comment="JSON"),
+        Column("computed_at", timestamp_us(), nullable=False, comment="UTC"),
+        PrimaryKeyConstraint("location_id", "state", "started_at", name="pk_camera_health"),
+        Index("ix_camera_health_started_at", "started_at"),
+        **MYSQL_TABLE_OPTIONS,
+    )
+
+
 def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
     """The reporting tables: the capture summary, the location, date and time-of-day dimensions and
     one counts table per window."""
@@ -158,6 +206,8 @@ def build_metadata(windows: Sequence[ReportingWindow] = WINDOWS) -> MetaData:
     _location_dimension_table(metadata)
     _date_dimension_table(metadata)
     _time_of_day_dimension_table(metadata)
+    _capture_features_table(metadata)
+    _camera_health_table(metadata)
     for window in windows:
         _counts_table(metadata, window)
     return metadata
@@ -168,6 +218,8 @@ capture_summary_daily = metadata.tables["capture_summary_daily"]
 location_dimension = metadata.tables["dim_locations"]
 date_dimension = metadata.tables["dim_date"]
 time_of_day_dimension = metadata.tables["dim_time_of_day"]
+capture_features = metadata.tables["capture_features"]
+camera_health = metadata.tables["camera_health"]
 # Window name -> its counts table, for the declared windows.
 counts_tables: dict[str, Table] = {window.name: metadata.tables[window.table] for window in WINDOWS}
 
@@ -185,8 +237,18 @@ DDL_HEADER = (
 
 
 def ensure_reporting_tables(engine: Engine, windows: Sequence[ReportingWindow] = WINDOWS) -> None:
-    """Create the reporting tables that do not exist yet (never alters existing ones)."""
-    _metadata_for(windows).create_all(engine, checkfirst=True)
+    """Create the reporting tables that do not exist yet; add the nullable columns a table
+    created by an older version lacks (nothing else is ever altered)."""
+    chosen = _metadata_for(windows)
+    chosen.create_all(engine, checkfirst=True)
+    found = inspect(engine)
+    with engine.begin() as conn:
+        for table in chosen.sorted_tables:
+            have = {c["name"] for c in found.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in have and column.nullable:
+                    kind = column.type.compile(dialect=engine.dialect)
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
 
 
 def render_mysql_ddl(windows: Sequence[ReportingWindow] = WINDOWS) -> str:

@@ -1,0 +1,1 @@
+"""Camera health: per-image features, the rules that flag problems, and the alerts."""
