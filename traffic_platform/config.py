@@ -210,7 +210,21 @@ def _parse_thresholds(env: Mapping[str, str]) -> ClassThresholds:
     return ClassThresholds(default=default, per_class=per_class)
 
 
+# Quality settings that no longer exist, and what replaced them: a user who set one must hear
+# about it rather than have it silently ignored.
+RETIRED_QUALITY = {
+    "MIN_SHARPNESS": "TRAFFIC_QUALITY_MIN_EDGE_SHARPNESS (rejects as blurred) and "
+                     "TRAFFIC_QUALITY_LOW_SHARPNESS (flags low_sharpness only); see the README's gate section",
+}
+
+
 def _parse_quality(env: Mapping[str, str]) -> QualityThresholds:
+    for name, replacement in RETIRED_QUALITY.items():
+        if env.get(f"{PREFIX}QUALITY_{name}"):
+            raise ConfigurationError(
+                f"{PREFIX}QUALITY_{name} was retired with the weather-tolerant gate; use {replacement}.",
+                details={"variable": f"{PREFIX}QUALITY_{name}"},
+            )
     values: dict[str, Any] = {}
     for f in fields(QualityThresholds):
         var = f"{PREFIX}QUALITY_{f.name.upper()}"

@@ -43,6 +43,12 @@ def test_values_are_parsed():
     assert s.detector_model_name == "PekingU/rtdetr_v2_r18vd"
 
 
+def test_a_retired_quality_setting_fails_naming_its_replacements():
+    with pytest.raises(ConfigurationError, match="TRAFFIC_QUALITY_MIN_EDGE_SHARPNESS") as err:
+        Settings.from_env({"TRAFFIC_QUALITY_MIN_SHARPNESS": "0.06"})
+    assert err.value.details == {"variable": "TRAFFIC_QUALITY_MIN_SHARPNESS"}
+
+
 @pytest.mark.parametrize(
     "var, value",
     [
