@@ -50,7 +50,22 @@ def _ingest_api() -> Api:
     if not settings.queue_url:
         raise RuntimeError("TRAFFIC_QUEUE_URL must name the SQS queue of the persist Lambda.")
     clients = _aws_clients()
-    return lambda_api(settings, build_detector(settings), clients["sqs"], clients["store"], _repository())
+    # The repository (SQLAlchemy, a third of a cold start) is built when a route first reads:
+    # POST /v1/images, the route that must answer fast, hands off to SQS without it.
+    return lambda_api(settings, build_detector(settings), clients["sqs"], clients["store"], _Lazy(_repository))
+
+
+class _Lazy:
+    """An object built by ``build`` on its first attribute access."""
+
+    def __init__(self, build: Any):
+        self._build = build
+        self._made: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._made is None:
+            self._made = self._build()
+        return getattr(self._made, name)
 
 
 def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: Any) -> Api:
@@ -69,7 +84,7 @@ def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: An
         IngestService(settings, detector, handoff),
         lookup=StoredCaptureLookup(repo, store),
         readiness={
-            "database": repo.ping,
+            "database": lambda: repo.ping(),
             "object_store": store.ping,
             "queue": lambda: _queue_ready(sqs, settings.queue_url),
             "model": lambda: _model_ready(detector),
@@ -77,7 +92,7 @@ def lambda_api(settings: Settings, detector: Any, sqs: Any, store: Any, repo: An
         metrics=Metrics(),
         api_key=settings.api_key,
         base_path=settings.api_base_path,
-        counts=CountsApi(CountsReader(repo.engine)),
+        counts=CountsApi(_Lazy(lambda: CountsReader(repo.engine))),
         uploads=UploadsApi.for_store(store),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -34,6 +35,25 @@ def test_ingest_module_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_cold_ingest_function_answers_images_without_loading_sqlalchemy(tmp_path):
+    """The repository is built on the first read; POST /v1/images never needs it (cold-start cost)."""
+    code = (
+        "import sys\n"
+        "from traffic_platform.ingest import lambda_handlers as lh\n"
+        "api = lh._ingest_api()\n"
+        "print(sorted(m for m in ('sqlalchemy', 'pymysql') if m in sys.modules))\n"
+        "api.readiness['database']()\n"  # the first read builds it
+        "print(sorted(m for m in ('sqlalchemy',) if m in sys.modules))\n"
+    )
+    env = {**os.environ, "TRAFFIC_DETECTOR": "sagemaker:endpoint", "TRAFFIC_HOME": str(tmp_path),
+           "TRAFFIC_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+           "TRAFFIC_OBJECT_STORE_URI": "s3://bucket", "TRAFFIC_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+           "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "eu-west-1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["[]", "['sqlalchemy']"]
 
 
 @pytest.fixture

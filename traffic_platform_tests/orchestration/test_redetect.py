@@ -96,7 +96,9 @@ def reporting_job(settings: Settings):
         assets=list(code_location.assets or []),
         asset_checks=list(code_location.asset_checks or []),
         jobs=[reporting_daily_job],
-        resources={"database": DatabaseResource(url=settings.database_url), "ingest": ingest_resource(settings)},
+        resources={"database": DatabaseResource(url=settings.database_url), "ingest": ingest_resource(settings),
+                   "object_store": ObjectStoreResource(uri=settings.object_store_uri,
+                                                       s3_endpoint_url=settings.s3_endpoint_url)},
     )
     return defs.resolve_job_def("reporting_daily_job")
 

@@ -13,7 +13,7 @@ from traffic_platform.orchestration.assets.reporting import reporting_assets
 from traffic_platform.orchestration.checks.reporting import reporting_checks
 from traffic_platform.orchestration.definitions import build_definitions
 from traffic_platform.orchestration.partitions import daily_partitions
-from traffic_platform.orchestration.resources import DatabaseResource
+from traffic_platform.orchestration.resources import DatabaseResource, ObjectStoreResource
 from traffic_platform.orchestration.sql.dialects import dialect_of, window_start
 from traffic_platform.orchestration.sql.reporting_tables import (
     build_metadata,
@@ -75,12 +75,13 @@ def test_a_new_window_is_one_declaration():
     assert asset.partitions_def == daily_partitions() and asset.metadata_by_key[key]["window_seconds"] == 1800
 
 
-def test_a_new_window_aggregates_like_brute_force(repo, engine, db_url):
+def test_a_new_window_aggregates_like_brute_force(repo, engine, db_url, tmp_path):
     data = datagen.generate(repo)
     partitions = daily_partitions()
     result = dg.materialize(
         [*reporting_assets(partitions, (HALF_HOUR,)), *reporting_checks(partitions, (HALF_HOUR,))],
-        partition_key=DAY, resources={"database": DatabaseResource(url=db_url)},
+        partition_key=DAY, resources={"database": DatabaseResource(url=db_url),
+                                      "object_store": ObjectStoreResource(uri=(tmp_path / "objects").as_uri())},
     )
     assert result.success
     assert [(e.check_name, e.passed) for e in result.get_asset_check_evaluations()] == [("traffic_counts_30min_reconcile", True)]
