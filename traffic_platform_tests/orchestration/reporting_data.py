@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -13,7 +15,7 @@ from traffic_platform.orchestration.assets.locations import dim_locations
 from traffic_platform.orchestration.assets.reporting import reporting_assets
 from traffic_platform.orchestration.assets.views import reporting_views
 from traffic_platform.orchestration.partitions import daily_partitions
-from traffic_platform.orchestration.resources import DatabaseResource
+from traffic_platform.orchestration.resources import DatabaseResource, ObjectStoreResource
 
 from . import datagen
 
@@ -25,7 +27,10 @@ def build(repo, db_url: str, materialize_day=None, *, days: list[str] | None = N
     serving assets (locations, calendar, views). ``materialize_day``: the orchestration tests'
     fixture (assets and checks); without it, the reporting assets alone."""
     data = datagen.generate(repo)
-    resources = {"database": DatabaseResource(url=db_url)}
+    # an empty store of its own: capture_features reads stored images (datagen stores none), and
+    # the default store would be var/objects under the working directory
+    objects = Path(tempfile.mkdtemp(prefix="traffic-objects-")).as_uri()
+    resources = {"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource(uri=objects)}
     assets = reporting_assets(daily_partitions())
     for day in days or DAYS:
         result = materialize_day(day) if materialize_day else dg.materialize(assets, partition_key=day, resources=resources)
