@@ -58,6 +58,7 @@ CREATE TABLE capture_summary_daily (
 	coverage DOUBLE NOT NULL COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
 	images_excluded_health INTEGER COMMENT 'accepted images of frozen or slate frames',
+	images_degraded INTEGER COMMENT 'accepted images not excluded by camera health that the gate flagged (fog, low light, ...)',
 	CONSTRAINT pk_capture_summary_daily PRIMARY KEY (day, location_id)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -122,6 +123,7 @@ CREATE TABLE traffic_counts_15min (
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
 	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
+	images_degraded INTEGER COMMENT 'of images_accepted, those the gate flagged (fog, low light, ...)',
 	CONSTRAINT pk_traffic_counts_15min PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -144,6 +146,7 @@ CREATE TABLE traffic_counts_daily (
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
 	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
+	images_degraded INTEGER COMMENT 'of images_accepted, those the gate flagged (fog, low light, ...)',
 	CONSTRAINT pk_traffic_counts_daily PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
@@ -166,6 +169,7 @@ CREATE TABLE traffic_counts_hourly (
 	coverage DOUBLE COMMENT 'images_received / expected_images',
 	computed_at DATETIME(6) NOT NULL COMMENT 'UTC',
 	images_excluded_health INTEGER COMMENT 'accepted images left out of images_accepted and the counts: frozen or slate frames',
+	images_degraded INTEGER COMMENT 'of images_accepted, those the gate flagged (fog, low light, ...)',
 	CONSTRAINT pk_traffic_counts_hourly PRIMARY KEY (window_start, location_id, model_name, model_version, traffic_class)
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 

@@ -98,3 +98,9 @@ CREATE TABLE capture_counts (
 )ENGINE=InnoDB CHARSET=utf8mb4 COLLATE utf8mb4_unicode_ci;
 
 INSERT INTO alembic_version (version_num) VALUES ('0001_initial');
+
+-- Running upgrade 0001_initial -> 0002_quality_flags
+
+ALTER TABLE captures ADD COLUMN quality_flags VARCHAR(255) NOT NULL COMMENT 'JSON list of degraded flags (accepted images)' DEFAULT '[]';
+
+UPDATE alembic_version SET version_num='0002_quality_flags' WHERE alembic_version.version_num = '0001_initial';

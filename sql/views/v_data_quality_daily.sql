@@ -1,7 +1,7 @@
 -- Generated from traffic_platform/orchestration/sql/templates/v_data_quality_daily.sql.template; do not edit.
 -- Regenerate: .venv/bin/python -m traffic_platform.orchestration.sql.view_files
 -- Power BI contract: data quality per location and local day: images expected, received, accepted,
--- distorted, coverage, distorted share, images excluded by camera health (frozen or slate frames), and the model versions reported that day (from traffic_counts_daily).
+-- distorted, coverage, distorted share, images excluded by camera health (frozen or slate frames), degraded images and their share, and the model versions reported that day (from traffic_counts_daily).
 CREATE OR REPLACE VIEW v_data_quality_daily AS
 SELECT
     s.location_id,
@@ -17,6 +17,9 @@ SELECT
     s.coverage,
     s.images_distorted * 1e0 / s.images_received AS distorted_share,
     COALESCE(s.images_excluded_health, 0) AS images_excluded_health,
+    s.images_degraded,
+    CASE WHEN s.images_accepted - COALESCE(s.images_excluded_health, 0) > 0
+         THEN s.images_degraded * 1e0 / (s.images_accepted - COALESCE(s.images_excluded_health, 0)) END AS degraded_share,
     s.cadence_s,
     s.cadence_source,
     s.first_captured_at,

@@ -9,7 +9,7 @@ keys and the repository writes it. There is no other copy of these fields.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,16 @@ def capture_id_for(file_name: str, content_sha256: str) -> str:
     return hashlib.sha256(f"{file_name}\x00{content_sha256}".encode()).hexdigest()[:32]
 
 
+def quality_verdict(status: str, flags: Sequence[str]) -> str:
+    """The gate's verdict of a capture with this status and these flags (``domain.quality``):
+    ``unusable`` (distorted), ``degraded`` (accepted with flags) or ``clear``."""
+    from .quality import CLEAR, DEGRADED, UNUSABLE  # imported here: that module loads NumPy
+
+    if status != ACCEPTED:
+        return UNUSABLE
+    return DEGRADED if flags else CLEAR
+
+
 def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
@@ -48,6 +58,8 @@ class CaptureRecord:
     ``image_key``/``annotated_key`` are set by the persister once the objects are written.
     Of ``quality_metrics`` and ``timings`` the keys the database has columns for are
     stored; others (e.g. ``handoff_ms``) travel but are not stored.
+    ``quality_flags`` are the gate's degraded flags (``fog``, ``low_light``, ...) of an
+    accepted image: empty for a clear one, always empty for a distorted one.
     """
 
     capture_id: str
@@ -61,6 +73,9 @@ class CaptureRecord:
     height: int | None = None
     quality_metrics: Mapping[str, float] = field(default_factory=dict)
     quality_reasons: list[str] = field(default_factory=list)
+    #: Degraded flags of an accepted image (``domain.quality.FLAGS``); empty in headers written
+    #: before this field existed.
+    quality_flags: list[str] = field(default_factory=list)
     model_name: str | None = None
     model_version: str | None = None
     detections: list[Detection] = field(default_factory=list)
@@ -80,6 +95,8 @@ class CaptureRecord:
             raise ValueError(f"status must be one of {CAPTURE_STATUSES}, got {self.status!r}")
         if (self.model_name is None) != (self.model_version is None):
             raise ValueError("model_name and model_version must be given together")
+        if self.quality_flags and self.status != ACCEPTED:
+            raise ValueError("only an accepted capture carries quality flags")
         if self.detections and self.model_name is None:
             raise ValueError("detections need the model_name/model_version that produced them")
         object.__setattr__(self, "captured_at_utc", _naive_utc(self.captured_at_utc))
@@ -94,6 +111,11 @@ class CaptureRecord:
         """The extension its stored objects get: that of its real content type (a PNG sent
         as ``.jpg`` is stored as ``<id>.png``, ``image/png``)."""
         return EXTENSION_OF_CONTENT_TYPE[self.content_type or self.metadata.content_type]
+
+    @property
+    def quality_verdict(self) -> str:
+        """The gate's verdict: ``unusable`` (distorted), ``degraded`` (flags) or ``clear``."""
+        return quality_verdict(self.status, self.quality_flags)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -151,4 +173,5 @@ __all__ = [
     "HEADER_VERSION",
     "CaptureRecord",
     "capture_id_for",
+    "quality_verdict",
 ]

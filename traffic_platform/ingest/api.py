@@ -53,6 +53,7 @@ def capture_answer(record: CaptureRecord) -> dict[str, Any]:
         "metadata": record.metadata.to_dict(),
         "width": record.width,
         "height": record.height,
+        "quality": {"verdict": record.quality_verdict, "flags": list(record.quality_flags)},
         "counts": record.counts,
         "detections": [d.to_dict() for d in record.detections],
         "model": {"name": record.model_name, "version": record.model_version},
@@ -66,6 +67,7 @@ def pending_answer(record: CaptureRecord, last_error: str | None = None) -> dict
         "capture_id": record.capture_id,
         "status": PENDING if record.status == ACCEPTED else f"{PENDING}_{record.status}",
         "metadata": record.metadata.to_dict(),
+        "quality": {"verdict": record.quality_verdict, "flags": list(record.quality_flags)},
         "counts": record.counts,
         "detections": [d.to_dict() for d in record.detections],
     }

@@ -18,6 +18,16 @@ _CAPTURE_ID = {
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
     "description": "32 lower-case hex characters, as returned by POST /v1/images.",
 }
+_QUALITY = {
+    "type": "object",
+    "description": "The distortion gate's verdict: clear, or degraded (accepted and counted) with flags; "
+    "unusable for a distorted capture (README, distortion gate).",
+    "properties": {
+        "verdict": {"type": "string", "enum": ["clear", "degraded", "unusable"]},
+        "flags": {"type": "array", "items": {"type": "string"}, "description": "fog, low_light, low_sharpness, glare, ..."},
+    },
+    "required": ["verdict", "flags"],
+}
 _COUNT_ROW = {
     "type": "object",
     "description": "One row of v_traffic_counts_<window> (see sql/README.md for units and meaning).",
@@ -76,7 +86,8 @@ DOCUMENT: dict[str, Any] = {
                     "multipart/form-data": {"schema": {"type": "object", "properties": {"image": {"type": "string", "contentMediaType": "application/octet-stream"}},
                                                        "required": ["image"]}},
                 }},
-                "responses": {"201": {"description": "Accepted: capture id, metadata, counts, detections, model, timings",
+                "responses": {"201": {"description": "Accepted: capture id, metadata, quality verdict and flags, counts, detections, "
+                                                     "model, timings",
                                       "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Capture"}}}},
                               "400": _ERROR, "401": _ERROR, "403": _ERROR, "413": _ERROR, "415": _ERROR, "422": _ERROR,
                               "503": _ERROR},
@@ -86,8 +97,9 @@ DOCUMENT: dict[str, Any] = {
             "get": {
                 "summary": "A capture's state",
                 "parameters": [_CAPTURE_ID],
-                "responses": {"200": {"description": "status pending | stored | distorted | failed, metadata, counts",
-                                      "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {"200": {"description": "status pending | stored | distorted | failed, metadata, quality, counts",
+                                      "content": {"application/json": {"schema": {"type": "object", "properties": {
+                                          "quality": {"$ref": "#/components/schemas/Quality"}}}}}},
                               "401": _ERROR, "403": _ERROR, "404": _ERROR},
             }
         },
@@ -195,11 +207,13 @@ DOCUMENT: dict[str, Any] = {
             "Capture": {"type": "object", "properties": {
                 "capture_id": {"type": "string"}, "status": {"type": "string"}, "metadata": {"type": "object"},
                 "width": {"type": "integer"}, "height": {"type": "integer"},
+                "quality": {"$ref": "#/components/schemas/Quality"},
                 "counts": {"type": "object", "properties": {c: {"type": "integer"} for c in TRAFFIC_CLASSES}},
                 "detections": {"type": "array", "items": {"type": "object", "properties": {
                     "class": {"type": "string", "enum": list(TRAFFIC_CLASSES)}, "label": {"type": "string"},
                     "score": {"type": "number"}, "box": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4}}}},
                 "model": {"type": "object"}, "timings_ms": {"type": "object"}}},
+            "Quality": _QUALITY,
             "CountRow": _COUNT_ROW,
         },
         "responses": {"Error": {"description": "an error with a stable code",

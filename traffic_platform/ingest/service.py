@@ -140,6 +140,7 @@ class IngestService:
         accepted = record(
             ACCEPTED,
             quality_metrics=report.metrics,
+            quality_flags=list(report.flags),
             model_name=model["model_name"],
             model_version=model["model_version"],
             detections=detections,

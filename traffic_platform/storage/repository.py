@@ -18,7 +18,7 @@ from sqlalchemy import Engine, and_, delete, exists, insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..domain.captures import CaptureRecord
+from ..domain.captures import CaptureRecord, quality_verdict
 from ..domain.classes import TRAFFIC_CLASSES
 from ..domain.detections import Detection, count_by_class
 from ..domain.errors import NotFound, ServiceUnavailable
@@ -45,7 +45,7 @@ class Repository:
 
         Idempotent; returns ``True`` when this call created the capture row. The latest
         ingest's verdict is the stored one: a record ingested later than the stored row
-        whose verdict differs (status, reasons, ingest model or its counts — e.g. the same
+        whose verdict differs (status, reasons, flags, ingest model or its counts — e.g. the same
         upload after a threshold change) replaces the row's verdict, object keys and ingest
         detections (other model versions stay); an older one (a late redelivery) changes nothing.
         """
@@ -218,6 +218,7 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
         "content_sha256": record.content_sha256,
         "status": record.status,
         "quality_reasons": json.dumps(list(record.quality_reasons)),
+        "quality_flags": json.dumps(list(record.quality_flags)),
         "width": record.width,
         "height": record.height,
         "image_key": record.image_key,
@@ -232,7 +233,7 @@ def _capture_row(record: CaptureRecord, location_id: int) -> dict[str, Any]:
     return row
 
 
-_VERDICT = ("status", "quality_reasons", "model_name", "model_version", "ingested_at", "location_id")
+_VERDICT = ("status", "quality_reasons", "quality_flags", "model_name", "model_version", "ingested_at", "location_id")
 
 
 def _stored_verdict(conn: Connection, capture_id: str, *, lock: bool = False) -> Any:
@@ -256,8 +257,9 @@ def _is_newer_verdict(conn: Connection, stored: Any, record: CaptureRecord) -> b
     """Whether ``record`` was ingested after the stored row and decided otherwise."""
     if record.ingested_at <= stored["ingested_at"]:
         return False
-    if (stored["status"], json.loads(stored["quality_reasons"]), stored["model_name"], stored["model_version"]) != (
-        record.status, list(record.quality_reasons), record.model_name, record.model_version
+    if (stored["status"], json.loads(stored["quality_reasons"]), json.loads(stored["quality_flags"]),
+        stored["model_name"], stored["model_version"]) != (
+        record.status, list(record.quality_reasons), list(record.quality_flags), record.model_name, record.model_version
     ):
         return True
     if record.model_name is None:
@@ -384,6 +386,7 @@ def _capture_dict(
     found: list[dict[str, Any]],
     models: Sequence[Any],
 ) -> dict[str, Any]:
+    flags = json.loads(row["quality_flags"])
     return {
         "capture_id": row["capture_id"],
         "file_name": row["file_name"],
@@ -398,6 +401,8 @@ def _capture_dict(
         "content_sha256": row["content_sha256"],
         "status": row["status"],
         "quality_reasons": json.loads(row["quality_reasons"]),
+        "quality_flags": flags,
+        "quality": {"verdict": quality_verdict(row["status"], flags), "flags": flags},
         "quality_metrics": {name: row[name] for name in QUALITY_METRICS},
         "width": row["width"],
         "height": row["height"],

@@ -132,6 +132,13 @@ captures = Table(
     Column("content_sha256", hex_id(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("quality_reasons", Text, nullable=False, comment="JSON list of reason codes"),
+    Column(
+        "quality_flags",
+        String(255),
+        nullable=False,
+        server_default="[]",
+        comment="JSON list of degraded flags (accepted images)",
+    ),
     *(Column(name, real(), nullable=True) for name in QUALITY_METRICS),
     Column("width", Integer, nullable=True),
     Column("height", Integer, nullable=True),

@@ -47,6 +47,21 @@ def test_record_validation(make_record):
 
 
 
+def test_quality_flags_travel_in_the_header_and_old_headers_load(make_record):
+    foggy = make_record(quality_flags=["fog", "low_light"])
+    assert foggy.quality_verdict == "degraded" and make_record().quality_verdict == "clear"
+    header = json.loads(json.dumps(foggy.header()))
+    assert header["quality_flags"] == ["fog", "low_light"]
+    assert CaptureRecord.from_header(header) == foggy
+    old = {k: v for k, v in header.items() if k != "quality_flags"}  # a header from before the field
+    assert CaptureRecord.from_header(old).quality_flags == []
+    assert CaptureRecord.from_header(old).quality_verdict == "clear"
+    distorted = make_record(status="distorted", model_name=None, model_version=None, quality_reasons=["blurred"])
+    assert distorted.quality_verdict == "unusable"
+    with pytest.raises(ValueError, match="flags"):
+        make_record(status="distorted", model_name=None, model_version=None, quality_flags=["fog"])
+
+
 def test_content_type_is_a_field_defaulting_to_the_name(make_record):
     png_named_jpg = make_record(content_type="image/png")
     assert png_named_jpg.metadata.content_type == "image/jpeg" and png_named_jpg.extension == "png"

@@ -43,6 +43,7 @@ def test_accepted_image_is_answered_then_stored(platform):
         assert sum(body["counts"].values()) == len(body["detections"])
         assert body["model"]["name"].endswith(platform.detector.model_name.split("/")[-1])
         assert {"decode_ms", "quality_ms", "detect_ms", "handoff_ms", "total_ms"} <= set(body["timings_ms"])
+        assert body["quality"] == {"verdict": "clear", "flags": []}
         for det in body["detections"]:
             assert set(det) == {"class", "label", "score", "box"}
             x1, y1, x2, y2 = det["box"]
@@ -53,12 +54,28 @@ def test_accepted_image_is_answered_then_stored(platform):
         assert status == 200 and stored["status"] == "stored"
         assert stored["counts"] == body["counts"]
         assert stored["detections"] == body["detections"]
+        assert stored["quality"] == body["quality"]
 
         status, original, hdrs = http("GET", f"{server.url}/v1/captures/{capture_id}/image")
         assert status == 200 and original == data and hdrs["Content-Type"] == "image/jpeg"
         status, annotated, _ = http("GET", f"{server.url}/v1/captures/{capture_id}/annotated")
         assert status == 200 and Image.open(io.BytesIO(annotated)).size == (640, 360)
         assert Image.open(io.BytesIO(annotated)).format == "JPEG"
+
+
+def test_degraded_image_is_accepted_with_its_flags_stored(platform):
+    from PIL import ImageEnhance
+
+    dusk = ImageEnhance.Brightness(images.street_scene(640, 360, seed=5)).enhance(0.35)  # mean grey < 64
+    with platform.http_server() as server:
+        status, body, _ = http("POST", f"{server.url}/v1/images?filename={NAME}", images.jpeg_bytes(dusk))
+        assert status == 201, body
+        assert body["quality"] == {"verdict": "degraded", "flags": ["low_light"]}
+        assert platform.worker.drain(timeout=30)
+        status, stored, _ = http("GET", f"{server.url}/v1/captures/{body['capture_id']}")
+        assert status == 200 and stored["status"] == "stored"
+        assert stored["quality"] == {"verdict": "degraded", "flags": ["low_light"]}
+        assert stored["quality_flags"] == ["low_light"] and stored["quality_reasons"] == []
 
 
 def test_same_upload_twice_is_one_capture(platform):
@@ -93,6 +110,7 @@ def test_distorted_image_is_kept_and_refused_with_reasons(platform):
         status, stored, _ = http("GET", f"{server.url}/v1/captures/{capture_id}")
         assert status == 200 and stored["status"] == "distorted"
         assert "blurred" in stored["quality_reasons"]
+        assert stored["quality"] == {"verdict": "unusable", "flags": []}
     key = keys.distorted_key(capture_id, stored_date(stored), "jpg")
     assert key.startswith("distorted/")
     assert platform.store.get(key) == data

@@ -42,3 +42,24 @@ def test_readme_lists_exactly_the_documented_paths():
     assert set(DOCUMENT["paths"]) >= {"/v1/images", "/v1/captures/{capture_id}", "/v1/captures/{capture_id}/image",
                                       "/v1/captures/{capture_id}/annotated", "/healthz", "/readyz", "/metrics",
                                       "/v1/counts", "/v1/locations", "/openapi.json"}
+
+
+def _validate_against(schema_name: str, instance) -> None:
+    from jsonschema import Draft202012Validator
+
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": DOCUMENT["components"]}
+    Draft202012Validator(schema).validate(instance)
+
+
+def test_the_accepted_answer_with_its_quality_matches_the_capture_schema(make_record):
+    import pytest
+    from jsonschema import ValidationError
+
+    from traffic_platform.ingest.api import capture_answer
+
+    answer = capture_answer(make_record(quality_flags=["fog", "glare"]))
+    assert answer["quality"] == {"verdict": "degraded", "flags": ["fog", "glare"]}
+    _validate_against("Capture", json.loads(json.dumps(answer)))
+    assert capture_answer(make_record())["quality"] == {"verdict": "clear", "flags": []}
+    with pytest.raises(ValidationError):
+        _validate_against("Capture", {**answer, "quality": {"verdict": "foggy", "flags": []}})

@@ -60,8 +60,14 @@ def _detections(rng: random.Random, n: int) -> list[Detection]:
     return found
 
 
+# Degraded flags of the i-th image of a location-day (accepted ones only): some foggy, some at night with glare.
+def flags_for(i: int) -> list[str]:
+    return ["fog"] if i % 4 == 1 else ["low_light", "glare"] if i % 6 == 2 else []
+
+
 def make_record(rng: random.Random, loc: tuple[str, str, str], local: datetime, *, ingested_at: datetime,
-                distorted: bool, model: tuple[str, str], n_detections: int, content: str | None = None) -> tuple[CaptureRecord, list[Detection]]:
+                distorted: bool, model: tuple[str, str], n_detections: int, content: str | None = None,
+                flags: list[str] | None = None) -> tuple[CaptureRecord, list[Detection]]:
     address, city, country = loc
     meta = parse_file_name(format_file_name(address, city, country, local))
     zone = resolve_timezone(city, country)
@@ -75,6 +81,7 @@ def make_record(rng: random.Random, loc: tuple[str, str, str], local: datetime, 
         content_sha256=hashlib.sha256((content or capture_id).encode()).hexdigest(),
         status="distorted" if distorted else "accepted",
         quality_reasons=["blurred"] if distorted else [],
+        quality_flags=[] if distorted else list(flags or []),
         ingested_at=ingested_at,
         width=WIDTH,
         height=HEIGHT,
@@ -106,7 +113,7 @@ def generate(repo: Repository, *, seed: int = 7, small: bool = False, redetect: 
                 model = INGEST_V2 if (li == 1 and t_local.hour >= 12) else INGEST_V1
                 ingest_clock += timedelta(seconds=1)
                 rec = make_record(rng, loc, t_local, ingested_at=ingest_clock, distorted=(i % 7 == 3), model=model,
-                                  n_detections=rng.choice([0, 1, 2, 3, 5, 8]))
+                                  n_detections=rng.choice([0, 1, 2, 3, 5, 8]), flags=flags_for(i))
                 if li == 0 and day == DAYS[1] and i % 5 == 1 and not small:
                     late.append(rec)  # ingested two days later (late arrival)
                 else:
@@ -210,7 +217,9 @@ def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, mode
         cadence = cadences[loc_id][1]
         expected = as_window(window).seconds / cadence
         for model in models:
-            processed = [data.detections[r.capture_id][model] for r in records if r.status == "accepted" and model in data.detections[r.capture_id]]
+            kept = [r for r in records if r.status == "accepted" and model in data.detections[r.capture_id]]
+            processed = [data.detections[r.capture_id][model] for r in kept]
+            degraded = sum(bool(r.quality_flags) for r in kept)
             for cls in TRAFFIC_CLASSES:
                 per_image = [sum(1 for d in found if d.traffic_class.value == cls) for found in processed]
                 n = len(per_image)
@@ -218,6 +227,8 @@ def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, mode
                     "images_received": len(records),
                     "images_accepted": n,
                     "images_distorted": sum(r.status == "distorted" for r in records),
+                    "images_degraded": degraded,
+                    "degraded_share": degraded / n if n else None,
                     "total_count": sum(per_image),
                     "mean_per_image": sum(per_image) / n if n else None,
                     "max_per_image": max(per_image) if n else None,

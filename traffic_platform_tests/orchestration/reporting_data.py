@@ -27,9 +27,10 @@ def build(repo, db_url: str, materialize_day=None, *, days: list[str] | None = N
     serving assets (locations, calendar, views). ``materialize_day``: the orchestration tests'
     fixture (assets and checks); without it, the reporting assets alone."""
     data = datagen.generate(repo)
-    # datagen writes rows only: the per-image features find no images and say so (a warning check)
-    store = Path(tempfile.mkdtemp(prefix="tp-objects-")).as_uri()
-    resources = {"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource(uri=store)}
+    # an empty store of its own: capture_features reads stored images (datagen stores none), and
+    # the default store would be var/objects under the working directory
+    objects = Path(tempfile.mkdtemp(prefix="traffic-objects-")).as_uri()
+    resources = {"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource(uri=objects)}
     assets = reporting_assets(daily_partitions())
     for day in days or DAYS:
         result = materialize_day(day) if materialize_day else dg.materialize(assets, partition_key=day, resources=resources)

@@ -141,6 +141,17 @@ def test_reconcile_check_catches_a_wrong_published_count(window, repo, engine, m
     with engine.connect() as conn:
         result = check_counts_reconcile(conn, window_named(window), DAY)
     assert not result.passed and result.metadata["mismatches"].value == 1
+    with engine.begin() as conn:  # undo, then a degraded image published as clear
+        conn.execute(text(f"UPDATE {table} SET total_count = total_count - 3 WHERE traffic_class = 'car' AND location_id = :l AND window_start = :w"),
+                     {"l": row[0], "w": row[1]})
+        degraded = conn.execute(text(f"SELECT location_id, window_start FROM {table} WHERE traffic_class = 'car'"
+                                     " AND images_degraded > 0 ORDER BY window_start LIMIT 1")).one()
+        conn.execute(text(f"UPDATE {table} SET images_degraded = images_degraded - 1 WHERE traffic_class = 'car'"
+                          " AND location_id = :l AND window_start = :w"), {"l": degraded[0], "w": degraded[1]})
+    with engine.connect() as conn:
+        result = check_counts_reconcile(conn, window_named(window), DAY)
+    assert not result.passed and result.metadata["mismatches"].value == 1
+    assert result.metadata["sample"].value[0]["field"] == "degraded"
     with engine.begin() as conn:  # a missing class row
         conn.execute(text(f"DELETE FROM {table} WHERE traffic_class = 'bus' AND location_id = :l AND window_start = :w"), {"l": row[0], "w": row[1]})
     with engine.connect() as conn:

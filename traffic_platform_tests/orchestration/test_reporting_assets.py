@@ -15,7 +15,7 @@ from traffic_platform.orchestration.sql.reporting_tables import capture_summary_
 from . import datagen
 from .datagen import DAY, DST_DAY, INGEST_V1, INGEST_V2, REDETECT_V3
 
-FIGURES = ("images_received", "images_accepted", "images_distorted", "total_count", "mean_per_image",
+FIGURES = ("images_received", "images_accepted", "images_distorted", "images_degraded", "total_count", "mean_per_image",
            "max_per_image", "share_with_any", "expected_images", "coverage")
 
 
@@ -61,6 +61,8 @@ def test_every_aggregate_equals_brute_force(repo, engine, materialize_day):
     daily = table_rows(engine, "daily", DAY)
     assert sum(r["total_count"] for r in daily.values()) > 0
     assert any(r["images_distorted"] for r in daily.values())
+    # some accepted images are degraded, never all of them, and never more than were accepted
+    assert 0 < sum(r["images_degraded"] for r in daily.values()) < sum(r["images_accepted"] for r in daily.values())
     # the Japanese location (unicode names) is reported
     tokyo = data.location_ids[("渋谷_交差点", "東京", "Japan")]
     assert any(k[0] == tokyo for k in daily)
@@ -79,6 +81,7 @@ def test_capture_summary_and_cadence(repo, engine, materialize_day):
         assert row["images_received"] == len(records)
         assert row["images_distorted"] == sum(r.status == "distorted" for r in records)
         assert row["images_accepted"] == sum(r.status == "accepted" for r in records)
+        assert row["images_degraded"] == sum(r.status == "accepted" and bool(r.quality_flags) for r in records) > 0
         assert row["cadence_source"] == source == "observed"
         assert math.isclose(row["observed_cadence_s"], observed) and math.isclose(row["cadence_s"], used)
         assert math.isclose(row["expected_images"], 86400 / used)

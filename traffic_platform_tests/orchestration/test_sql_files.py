@@ -39,6 +39,37 @@ def test_tables_are_created_once_and_match(engine):
         assert {c["name"] for c in found.get_columns(table.name)} == set(table.c.keys())
 
 
+def test_tables_of_an_older_version_get_the_new_nullable_columns(engine):
+    """A reporting schema from before ``images_degraded``: the column is added, rows are kept
+    (NULL there until the partition is recomputed) and the views read them."""
+    from datetime import date, datetime
+
+    from sqlalchemy import text
+
+    from traffic_platform.orchestration.sql.view_files import apply_views
+
+    ensure_reporting_tables(engine)
+    with engine.begin() as conn:
+        for table in ("capture_summary_daily", "traffic_counts_daily"):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN images_degraded"))
+        conn.execute(text(
+            "INSERT INTO locations (address, address_display, city, country, timezone, created_at)"
+            " VALUES ('a', 'a', 'c', 'k', 'UTC', :t)"), {"t": datetime(2022, 10, 12)})
+        conn.execute(text(
+            "INSERT INTO capture_summary_daily (location_id, day, images_received, images_accepted, images_distorted,"
+            " first_captured_at, last_captured_at, cadence_s, cadence_source, expected_images, coverage, computed_at)"
+            " VALUES (1, :d, 3, 2, 1, :t, :t, 60, 'fallback', 1440, 0.002, :t)"),
+            {"d": date(2022, 10, 12), "t": datetime(2022, 10, 12, 9)})
+    assert "images_degraded" not in {c["name"] for c in inspect(engine).get_columns("capture_summary_daily")}
+    ensure_reporting_tables(engine)
+    for table in ("capture_summary_daily", "traffic_counts_daily"):
+        assert "images_degraded" in {c["name"] for c in inspect(engine).get_columns(table)}
+    with engine.begin() as conn:
+        apply_views(conn, load_views())
+        row = conn.execute(text("SELECT images_accepted, images_degraded, degraded_share FROM v_data_quality_daily")).one()
+    assert tuple(row) == (2, None, None)
+
+
 def test_view_files():
     views = load_views()
     assert Path(str(VIEWS)) == PACKAGE_VIEWS  # package data, found through importlib.resources

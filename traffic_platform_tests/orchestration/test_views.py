@@ -38,19 +38,33 @@ def test_views_equal_brute_force(repo, engine, db_url, materialize_day):
 
             # wide: one row per location x window x model, one column per class
             expected: dict[tuple, dict[str, int]] = {}
+            shares: dict[tuple, float | None] = {}
+            long_expected: dict[tuple, dict] = {}
             for day in DAYS:
                 models = datagen.reported_models(data, day)
                 figures = datagen.expected_counts(data, day, window, models, datagen.expected_cadences(data, day))
+                long_expected |= figures
                 for (loc, start, cls, name, version), f in figures.items():
                     entry = expected.setdefault((loc, start, name, version), {"images_received": f["images_received"],
-                                                                               "images_accepted": f["images_accepted"]})
+                                                                               "images_accepted": f["images_accepted"],
+                                                                               "images_degraded": f["images_degraded"]})
                     entry[cls] = f["total_count"]
+                    shares[(loc, start, name, version)] = f["degraded_share"]
+            long = {(r["location_id"], as_datetime(r["window_start"]), r["traffic_class"], r["model_name"],
+                     r["model_version"]): r for r in long_rows}
+            assert set(long) == set(long_expected)
+            for key, want in long_expected.items():
+                assert long[key]["images_degraded"] == want["images_degraded"], key
+                assert _close(long[key]["degraded_share"], want["degraded_share"]), key
+            assert any(want["degraded_share"] for want in long_expected.values())
             wide = {(r["location_id"], as_datetime(r["window_start"]), r["model_name"], r["model_version"]): r
                     for r in view_rows(conn, window.wide_view)}
             assert set(wide) == set(expected)
             for key, want in expected.items():
                 got = wide[key]
-                assert {c: got[c] for c in (*TRAFFIC_CLASSES, "images_received", "images_accepted")} == want, key
+                assert {c: got[c] for c in (*TRAFFIC_CLASSES, "images_received", "images_accepted",
+                                            "images_degraded")} == want, key
+                assert _close(got["degraded_share"], shares[key]), key
                 assert got["vehicles"] == sum(want[c] for c in VEHICLES)
                 assert got["time_slot"] == key[1].hour * 4 + key[1].minute // 15
 
@@ -85,18 +99,22 @@ def test_views_equal_brute_force(repo, engine, db_url, materialize_day):
                 by_loc[datagen._loc_id(data, r)].append(r)
             for loc, records in by_loc.items():
                 distorted = sum(r.status == "distorted" for r in records)
+                degraded = sum(r.status == "accepted" and bool(r.quality_flags) for r in records)
                 expected_images = 86400 / cadences[loc][1]
                 expected_quality[(loc, date.fromisoformat(day))] = {
                     "images_received": len(records), "images_accepted": len(records) - distorted,
                     "images_distorted": distorted, "images_expected": expected_images,
                     "coverage": len(records) / expected_images, "distorted_share": distorted / len(records),
+                    "images_degraded": degraded,  # nothing is health-excluded here (no stored images)
+                    "degraded_share": degraded / (len(records) - distorted) if len(records) > distorted else None,
                     "versions": versions,
                 }
         assert set(quality) == set(expected_quality)
         for key, want in expected_quality.items():
             got = quality[key]
-            assert {k: got[k] for k in ("images_received", "images_accepted", "images_distorted")} == {
-                k: want[k] for k in ("images_received", "images_accepted", "images_distorted")}, key
-            for name in ("images_expected", "coverage", "distorted_share"):
+            assert {k: got[k] for k in ("images_received", "images_accepted", "images_distorted", "images_degraded")} == {
+                k: want[k] for k in ("images_received", "images_accepted", "images_distorted", "images_degraded")}, key
+            assert got["images_excluded_health"] == 0
+            for name in ("images_expected", "coverage", "distorted_share", "degraded_share"):
                 assert _close(got[name], want[name]), (key, name, got[name], want[name])
             assert set(got["model_versions"].split(",")) == want["versions"] and got["model_version_count"] == len(want["versions"])

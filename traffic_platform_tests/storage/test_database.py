@@ -26,7 +26,7 @@ def test_upgrade_creates_every_table_and_column(engine):
     for table in tables.metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == set(table.c.keys()), table.name
-    assert current_revision(engine) == head_revision() == "0001_initial"
+    assert current_revision(engine) == head_revision() == "0002_quality_flags"
     indexes = {ix["name"] for ix in inspector.get_indexes("captures")}
     assert {
         "ix_captures_location_captured_at",
@@ -143,3 +143,64 @@ def test_checked_in_mysql_ddl_matches_the_migrations():
 def test_unsupported_url_is_refused():
     with pytest.raises(ValueError, match="unsupported database URL"):
         make_engine("postgresql://u:secret@host/db")
+
+
+def _downgrade(engine, revision: str) -> None:
+    from alembic import command
+
+    from traffic_platform.storage.database import alembic_config, writer
+
+    with writer(engine).begin() as conn:
+        command.downgrade(alembic_config(connection=conn), revision)
+
+
+def test_quality_flags_migration_keeps_existing_rows(db_url, make_record):
+    """0001 -> 0002 on a database with a capture: it reads as no flags, new ones keep theirs;
+    the downgrade drops only the column (the detections and counts survive)."""
+    from traffic_platform.domain.classes import TrafficClass
+    from traffic_platform.domain.detections import Detection
+    from traffic_platform.storage.repository import Repository
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0001_initial")
+        assert current_revision(engine) == "0001_initial"
+        assert "quality_flags" not in {c["name"] for c in inspect(engine).get_columns("captures")}
+        old = make_record(detections=[Detection(TrafficClass.CAR, "car", 0.9, (1.0, 2.0, 3.0, 4.0))])
+        with engine.begin() as conn:  # a row as the 0001 code wrote it (no quality_flags column)
+            conn.execute(text(
+                "INSERT INTO locations (address, address_display, city, country, timezone, created_at)"
+                " VALUES ('tiensevest', 'tiensevest', 'Leuven', 'Belgium', 'Europe/Brussels', :t)"), {"t": datetime(2022, 10, 12)})
+            conn.execute(text(
+                "INSERT INTO captures (capture_id, location_id, captured_at, captured_at_utc, file_name, content_sha256,"
+                " status, quality_reasons, model_name, model_version, ingested_at, stored_at)"
+                " VALUES (:id, 1, :local, :utc, :name, :sha, 'accepted', '[]', 'test-model', 'v1', :t, :t)"),
+                {"id": old.capture_id, "local": old.metadata.captured_at, "utc": old.captured_at_utc,
+                 "name": old.file_name, "sha": old.content_sha256, "t": datetime(2022, 10, 12, 9)})
+            conn.execute(text(
+                "INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count)"
+                " VALUES (:id, 'test-model', 'v1', 'car', 1)"), {"id": old.capture_id})
+
+        upgrade(engine)
+        assert current_revision(engine) == "0002_quality_flags"
+        repo = Repository(engine)
+        before = repo.get_capture(old.capture_id)
+        assert before["quality_flags"] == [] and before["quality"] == {"verdict": "clear", "flags": []}
+        foggy = make_record("tiensevest_Leuven_Belgium_12-10-2022_11-00-00.jpg", quality_flags=["fog", "glare"])
+        repo.save_capture(foggy)
+        assert repo.get_capture(foggy.capture_id)["quality"] == {"verdict": "degraded", "flags": ["fog", "glare"]}
+        with engine.connect() as conn:
+            stored = dict(conn.execute(text("SELECT capture_id, quality_flags FROM captures")).all())
+        assert stored == {old.capture_id: "[]", foggy.capture_id: '["fog", "glare"]'}
+
+        _downgrade(engine, "0001_initial")
+        assert current_revision(engine) == "0001_initial"
+        assert "quality_flags" not in {c["name"] for c in inspect(engine).get_columns("captures")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM captures")).scalar_one() == 2
+            assert conn.execute(text("SELECT COUNT(*) FROM capture_counts WHERE capture_id = :id"),
+                                {"id": old.capture_id}).scalar_one() == 1
+        upgrade(engine)  # and up again
+        assert repo.get_capture(foggy.capture_id)["quality_flags"] == []
+    finally:
+        engine.dispose()

@@ -52,6 +52,7 @@ def test_save_capture_round_trips_every_field(repo, make_record):
     }
     assert got["metadata"] == record.metadata.to_dict()
     assert got["status"] == "accepted" and got["quality_reasons"] == []
+    assert got["quality_flags"] == [] and got["quality"] == {"verdict": "clear", "flags": []}
     assert got["quality_metrics"] == pytest.approx(record.quality_metrics)
     assert got["timings"] == pytest.approx(record.timings)
     assert (got["width"], got["height"]) == (1920, 1080)
@@ -386,3 +387,19 @@ def test_the_latest_verdict_is_the_stored_one(repo, make_record):
     repo.save_capture(again)  # and back to distorted: the ingest detections go
     row = repo.get_capture(distorted.capture_id)
     assert (row["status"], row["counts"], row["annotated_key"], row["models"]) == ("distorted", None, None, [])
+    assert row["quality"] == {"verdict": "unusable", "flags": []}
+
+
+def test_flags_are_stored_and_a_later_flag_change_replaces_them(repo, make_record):
+    from datetime import timedelta
+
+    foggy = make_record(quality_flags=["fog", "low_sharpness"])
+    assert repo.save_capture(foggy)
+    row = repo.get_capture(foggy.capture_id)
+    assert row["quality_flags"] == ["fog", "low_sharpness"]
+    assert row["quality"] == {"verdict": "degraded", "flags": ["fog", "low_sharpness"]}
+    repo.save_capture(dataclasses.replace(foggy, quality_flags=[]))  # not newer: nothing changes
+    assert repo.get_capture(foggy.capture_id)["quality_flags"] == ["fog", "low_sharpness"]
+    later = dataclasses.replace(foggy, quality_flags=["fog"], ingested_at=foggy.ingested_at + timedelta(seconds=5))
+    repo.save_capture(later)  # the same upload after a flag threshold changed
+    assert repo.get_capture(foggy.capture_id)["quality"] == {"verdict": "degraded", "flags": ["fog"]}

@@ -27,7 +27,7 @@ from .stats import score_today
 _TABLE_TOTALS = (
     "SELECT model_name, model_version, traffic_class, COUNT(*) AS n_rows, SUM(total_count) AS total,"
     " SUM(images_received) AS received, SUM(images_accepted) AS accepted, SUM(images_distorted) AS distorted,"
-    " SUM(images_excluded_health) AS excluded_health"
+    " SUM(images_excluded_health) AS excluded_health, SUM(images_degraded) AS degraded"
     " FROM {table} WHERE window_start >= :start AND window_start < :end"
     " GROUP BY model_name, model_version, traffic_class"
 )
@@ -38,10 +38,12 @@ _TABLE_GROUPS_NOT_SIX = (
 )
 # The ingest side, from capture_counts (which the blocking check upstream proved equal to
 # the detections): per model and class, the sum of counts and the images with a row, without
-# the captures camera health excludes (frozen or slate frames: capture_features.excluded).
+# the captures camera health excludes (frozen or slate frames: capture_features.excluded), and
+# of those images the ones the gate flagged as degraded.
 _NOT_EXCLUDED = " AND NOT EXISTS (SELECT 1 FROM capture_features f WHERE f.capture_id = c.capture_id AND f.excluded = 1)"
 _COUNTED = text(
-    "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*) FROM capture_counts k"
+    "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*),"
+    " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END) FROM capture_counts k"
     " JOIN captures c ON c.capture_id = k.capture_id"
     " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted'" + _NOT_EXCLUDED +
     " GROUP BY k.model_name, k.model_version, k.traffic_class"
@@ -62,8 +64,9 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
     """The partition's rows of one counts table add up to the ingest tables, per model and class."""
     table = window.table
     params = partition_params(partition_key)
-    counted: dict[tuple[str, str, str], tuple[int, int]] = {
-        (m, v, c): (int(total or 0), int(images)) for m, v, c, total, images in conn.execute(_COUNTED.bindparams(*params))
+    counted: dict[tuple[str, str, str], tuple[int, int, int]] = {
+        (m, v, c): (int(total or 0), int(images), int(degraded or 0))
+        for m, v, c, total, images, degraded in conn.execute(_COUNTED.bindparams(*params))
     }
     processed = {(m, v) for (m, v, _) in counted}
     captured, distorted, excluded = conn.execute(_CAPTURED.bindparams(*params)).one()
@@ -74,11 +77,12 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
         model = (row["model_name"], row["model_version"])
         models.add(model)
         expected = {
-            "total": counted.get((*model, row["traffic_class"]), (0, 0))[0],
+            "total": counted.get((*model, row["traffic_class"]), (0, 0, 0))[0],
             "received": captured,
             "distorted": distorted,
             "excluded_health": excluded,
-            "accepted": counted.get((*model, row["traffic_class"]), (0, 0))[1],
+            "accepted": counted.get((*model, row["traffic_class"]), (0, 0, 0))[1],
+            "degraded": counted.get((*model, row["traffic_class"]), (0, 0, 0))[2],
         }
         for field, want in expected.items():
             if int(row[field] or 0) != want:
@@ -118,7 +122,7 @@ def _reconcile_check(window: ReportingWindow, partitions: dg.PartitionsDefinitio
         asset=counts_key(window), name=window.check, blocking=True,
         description=f"Per model version and class, the day's {window.table} rows add up exactly to the ingest tables "
         "(total_count = counts of accepted captures, which the upstream blocking check equates with the "
-        "detections; images received/distorted/accepted = captures of the day) and every (location, window, "
+        "detections; images received/distorted/accepted/degraded = captures of the day) and every (location, window, "
         "model) has all six classes.",
     )
 

@@ -14,6 +14,10 @@ Rules (documented for analysts in the README's Dagster section):
 * **Camera health.** Accepted captures that ``capture_features`` marks ``excluded`` (frozen
   or slate frames, see ``orchestration/health/rules.py``) count in ``images_received`` but
   not in ``images_accepted`` nor in any count; ``images_excluded_health`` says how many.
+* **Degraded.** ``images_degraded`` counts the images of ``images_accepted`` (accepted, not
+  excluded by camera health; in the windows: processed by the reported model) that the
+  distortion gate flagged (``captures.quality_flags`` not ``'[]'``: fog, low light, …).
+  They are counted like any other accepted image.
 * **Model.** By default each capture's own ingest model: the partition is reported once
   per ingest (model_name, model_version) among its accepted captures (after a model
   change mid-day each version reports the images it processed, and
@@ -60,6 +64,10 @@ HEALTH_EXCLUDED = (
 )
 
 
+# 1 when the gate flagged the accepted capture as degraded (the repository writes '[]' for none).
+DEGRADED = "CASE WHEN captures.quality_flags <> '[]' THEN 1 ELSE 0 END"
+
+
 def _range_params(start: datetime, end: datetime) -> list:
     return [bindparam("start", start, type_=DateTime), bindparam("end", end, type_=DateTime)]
 
@@ -96,9 +104,10 @@ _SUMMARY_DELETE = text("DELETE FROM capture_summary_daily WHERE day = :day")
 _SUMMARY_INSERT = """
 INSERT INTO capture_summary_daily (location_id, day, images_received, images_accepted, images_distorted,
     first_captured_at, last_captured_at, observed_cadence_s, cadence_s, cadence_source, expected_images,
-    coverage, computed_at, images_excluded_health)
+    coverage, computed_at, images_excluded_health, images_degraded)
 WITH day_captures AS (
-    SELECT location_id, status, captured_at, captured_at_utc, {excluded} AS health_excluded FROM captures
+    SELECT location_id, status, captured_at, captured_at_utc, {excluded} AS health_excluded,
+           {degraded} AS degraded FROM captures
     WHERE captured_at >= :start AND captured_at < :end
 ),
 ordered AS (
@@ -125,7 +134,8 @@ summary AS (
            SUM(CASE WHEN status = 'accepted' THEN 1 ELSE 0 END) AS accepted,
            SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
            MIN(captured_at) AS first_at, MAX(captured_at) AS last_at,
-           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded,
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 0 AND degraded = 1 THEN 1 ELSE 0 END) AS degraded
     FROM day_captures GROUP BY location_id
 ),
 chosen AS (
@@ -138,7 +148,7 @@ SELECT s.location_id, :day, s.received, s.accepted, s.distorted, s.first_at, s.l
             WHEN c.observed_s IS NOT NULL THEN 'observed' ELSE 'fallback' END,
        86400e0 / COALESCE(c.configured_s, c.observed_s, :fallback_s),
        s.received / (86400e0 / COALESCE(c.configured_s, c.observed_s, :fallback_s)),
-       :computed_at, s.excluded
+       :computed_at, s.excluded, s.degraded
 FROM summary s JOIN chosen c ON c.location_id = s.location_id
 """
 
@@ -168,7 +178,7 @@ def replace_capture_summary(
     dialect = dialect_of(conn)
     configured_sql, configured_params = _configured_case(configured_cadence)
     sql = _SUMMARY_INSERT.format(gap=seconds_between(dialect, "previous_utc", "captured_at_utc"), configured=configured_sql,
-                               excluded=HEALTH_EXCLUDED)
+                               excluded=HEALTH_EXCLUDED, degraded=DEGRADED)
     day = start.date()
     conn.execute(_SUMMARY_DELETE.bindparams(bindparam("day", day, type_=Date)))
     result = conn.execute(
@@ -193,9 +203,10 @@ _COUNTS_DELETE = (
 _COUNTS_INSERT = """
 INSERT INTO {table} (location_id, window_start, traffic_class, model_name, model_version, images_received,
     images_accepted, images_distorted, total_count, mean_per_image, max_per_image, share_with_any,
-    expected_images, coverage, computed_at, images_excluded_health)
+    expected_images, coverage, computed_at, images_excluded_health, images_degraded)
 WITH window_captures AS (
-    SELECT capture_id, location_id, status, {window_start} AS window_start, {excluded} AS health_excluded FROM captures
+    SELECT capture_id, location_id, status, {window_start} AS window_start, {excluded} AS health_excluded,
+           {degraded} AS degraded FROM captures
     WHERE captured_at >= :start AND captured_at < :end
 ),
 classes AS ({classes}),
@@ -206,14 +217,15 @@ windows AS (
     FROM window_captures GROUP BY location_id, window_start
 ),
 processed AS (
-    SELECT w.location_id, w.window_start, w.capture_id, k.traffic_class, k.count AS n
+    SELECT w.location_id, w.window_start, w.capture_id, w.degraded, k.traffic_class, k.count AS n
     FROM window_captures w
     JOIN capture_counts k ON k.capture_id = w.capture_id
          AND k.model_name = :model_name AND k.model_version = :model_version
     WHERE w.status = 'accepted' AND w.health_excluded = 0
 ),
 accepted AS (
-    SELECT location_id, window_start, COUNT(DISTINCT capture_id) AS images
+    SELECT location_id, window_start, COUNT(DISTINCT capture_id) AS images,
+           COUNT(DISTINCT CASE WHEN degraded = 1 THEN capture_id END) AS degraded
     FROM processed GROUP BY location_id, window_start
 ),
 per_class AS (
@@ -228,7 +240,7 @@ SELECT w.location_id, w.window_start, cl.traffic_class, :model_name, :model_vers
        CASE WHEN a.images > 0 THEN COALESCE(p.with_any, 0) * 1e0 / a.images END,
        :window_s / s.cadence_s,
        w.received / (:window_s / s.cadence_s),
-       :computed_at, w.excluded
+       :computed_at, w.excluded, COALESCE(a.degraded, 0)
 FROM windows w
 CROSS JOIN classes cl
 LEFT JOIN accepted a ON a.location_id = w.location_id AND a.window_start = w.window_start
@@ -258,7 +270,7 @@ def replace_counts(
     classes_sql, class_params = _classes_sql()
     insert_sql = _COUNTS_INSERT.format(
         table=table, window_start=window_start(dialect, window.seconds, "captured_at"), classes=classes_sql,
-        excluded=HEALTH_EXCLUDED,
+        excluded=HEALTH_EXCLUDED, degraded=DEGRADED,
     )
     written = 0
     for model in models:

@@ -19,6 +19,8 @@ SELECT
     t.images_received,
     t.images_accepted,
     t.images_distorted,
+    t.images_degraded,
+    CASE WHEN t.images_accepted > 0 THEN t.images_degraded * 1e0 / t.images_accepted END AS degraded_share,
     t.total_count,
     t.mean_per_image,
     t.max_per_image,
