@@ -7,6 +7,7 @@
 CREATE USER IF NOT EXISTS '${user}'@'${host}' IDENTIFIED BY ${password};
 ALTER USER '${user}'@'${host}' IDENTIFIED BY ${password};
 REVOKE ALL PRIVILEGES, GRANT OPTION FROM '${user}'@'${host}';
+GRANT SELECT ON `${database}`.`v_camera_health` TO '${user}'@'${host}';
 GRANT SELECT ON `${database}`.`v_capture_summary_daily` TO '${user}'@'${host}';
 GRANT SELECT ON `${database}`.`v_data_quality_daily` TO '${user}'@'${host}';
 GRANT SELECT ON `${database}`.`v_dim_date` TO '${user}'@'${host}';

@@ -89,8 +89,10 @@ class OrchestrationSettings:
     health_frozen_min_frames: int = 3  # the frame and two repeats of it
     health_frozen_hash_distance: int = 12  # dHash bits; re-encoding the same frame flips up to ~9
     health_frozen_thumb_mad: float = 1.0  # grey levels; same frame re-encoded <= 0.5, live frames >= 1.4
-    health_slate_uniform_share: float = 0.7  # flat blocks; street scenes <= 0.26 in the scenarios
-    health_slate_repeated_lines: float = 0.9  # repeated rows/columns; street scenes <= 0.16
+    # flat blocks: real photos <= 0.67 (sand storm; 1079 real street and adverse-weather photos), slates ~1
+    health_slate_uniform_share: float = 0.8
+    # repeated rows/columns: real photos <= 0.92 (fog, sand), colour bars ~1
+    health_slate_repeated_lines: float = 0.97
     health_reference_frames: int = 9  # the rolling reference: majority of the last 9 normal frames
     health_moved_hash_distance: int = 16  # bits off the reference; another scene is ~32, live frames <= ~12
     health_moved_min_frames: int = 2  # one odd frame (a bus filling the view) is not a move

@@ -51,8 +51,8 @@ class HealthThresholds:
     frozen_min_frames: int = 3
     frozen_hash_distance: int = 12
     frozen_thumb_mad: float = 1.0
-    slate_uniform_share: float = 0.7
-    slate_repeated_lines: float = 0.9
+    slate_uniform_share: float = 0.8
+    slate_repeated_lines: float = 0.97
     reference_frames: int = 9
     moved_hash_distance: int = 16
     moved_min_frames: int = 2
