@@ -37,6 +37,9 @@ class Repository:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = writer(engine)
+        # (address, city, country) -> locations.id, filled after a commit that read or made it.
+        # Locations are never deleted; a stale id fails the capture's foreign key and is evicted.
+        self._locations: dict[tuple[str, str, str], int] = {}
 
     # -- writes ---------------------------------------------------------------
 
@@ -49,9 +52,38 @@ class Repository:
         upload after a threshold change) replaces the row's verdict, object keys and ingest
         detections (other model versions stay); an older one (a late redelivery) changes nothing.
         """
+        try:
+            return _retry(lambda: self._insert_new(record))
+        except _Conflict:  # the row exists (a replay, a race) or the cached location is stale
+            self._locations.pop(_location_key(record), None)
         return _retry(lambda: self._save_capture(record))
 
+    def _insert_new(self, record: CaptureRecord) -> bool:
+        """The common case in as few round trips as possible: insert the capture, its
+        detections and counts (one multi-row INSERT each) and commit; raise :class:`_Conflict`
+        (the transaction rolled back) on any unique or foreign key error."""
+        key = _location_key(record)
+        with self._writer.begin() as conn:
+            location_id = self._locations.get(key)
+            if location_id is None:
+                location_id = self._location_id_for(conn, record)
+            try:
+                conn.execute(insert(captures), [_capture_row(record, location_id)])
+                if record.model_name is not None:
+                    _insert_detections(
+                        conn,
+                        record.capture_id,
+                        record.model_name,
+                        record.model_version,
+                        record.detections,
+                    )
+            except IntegrityError as exc:
+                raise _Conflict(record.capture_id) from exc
+        self._locations[key] = location_id
+        return True
+
     def _save_capture(self, record: CaptureRecord) -> bool:
+        """The general case: the row may exist (compare verdicts, add missing counts)."""
         with self._writer.begin() as conn:
             created = False
             stored = _stored_verdict(conn, record.capture_id)
@@ -193,6 +225,15 @@ class Repository:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means "not ready"
             raise ServiceUnavailable(f"database is not reachable: {type(exc).__name__}") from exc
+
+
+class _Conflict(Exception):
+    """The optimistic insert of a new capture hit an existing key; it was rolled back."""
+
+
+def _location_key(record: CaptureRecord) -> tuple[str, str, str]:
+    meta = record.metadata
+    return meta.address, meta.city, meta.country
 
 
 def _finite(value: float | None) -> float | None:
