@@ -228,6 +228,50 @@ def test_detections_are_written_in_bulk(repo, engine, make_record):
     assert _count(engine, tables.detections) == 201
 
 
+def test_a_new_capture_at_a_known_location_is_three_inserts(repo, engine, make_record):
+    """The common case: no SELECT, no savepoint; the location id comes from the cache."""
+    seen: list[str] = []
+
+    def record_statement(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        if words[0].upper() != "BEGIN":  # SQLite's BEGIN IMMEDIATE
+            table = words[2].strip("`\"") if len(words) > 2 else ""
+            seen.append(f"{words[0].upper()} {table}")
+
+    repo.save_capture(make_record(detections=[CAR]))
+    event.listen(engine, "before_cursor_execute", record_statement)
+    try:
+        assert repo.save_capture(make_record(detections=[CAR, BUS])) is True
+    finally:
+        event.remove(engine, "before_cursor_execute", record_statement)
+    assert seen == ["INSERT captures", "INSERT detections", "INSERT capture_counts"]
+    assert _count(engine, tables.locations) == 1
+
+
+def test_a_stale_cached_location_falls_back_to_the_general_path(repo, engine, make_record):
+    first = make_record(detections=[CAR])
+    repo.save_capture(first)
+    location_id = repo.get_location_id("tiensevest", "Leuven", "Belgium")
+    repo._locations[("tiensevest", "Leuven", "Belgium")] = location_id + 1000  # no such row
+    second = make_record(detections=[CAR, BUS])
+    assert repo.save_capture(second) is True
+    assert repo.get_capture(second.capture_id)["location"]["id"] == location_id
+    assert repo.save_capture(make_record()) is True
+    assert repo._locations[("tiensevest", "Leuven", "Belgium")] == location_id  # healed
+    assert _count(engine, tables.captures, location_id=location_id) == 3
+
+
+def test_a_replay_is_refused_by_the_key_and_changes_nothing(repo, engine, make_record):
+    record = make_record(detections=[CAR, BUS])
+    assert repo.save_capture(record) is True
+    before = repo.get_capture(record.capture_id)
+    assert Repository(engine).save_capture(record) is False  # another process, cold cache
+    assert repo.save_capture(record) is False
+    assert repo.get_capture(record.capture_id) == before
+    assert _count(engine, tables.detections) == 2
+    assert _count(engine, tables.capture_counts) == len(TRAFFIC_CLASSES)
+
+
 def test_concurrent_saves_create_one_capture_and_one_location(engine, make_record):
     same = make_record(detections=[CAR, BUS])
     others = [
