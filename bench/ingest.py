@@ -574,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mariadb-url", default=DEFAULT_MARIADB, help="admin URL; a fresh database is created and dropped")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="where the '## Ingest' section goes")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write RESULTS.md")
+    parser.add_argument("--no-diagnostics", action="store_true", help="skip the c=1 what-if variants (e.g. for a drain-rate run)")
     parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -799,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("nodelay+notify-after-send", None, True),
                 ("nodelay+notify-after-send+paced", wait_one, True),
             )
-            for label, after, deferred in variants:
+            for label, after, deferred in () if args.no_diagnostics else variants:
                 log(f"ours diagnostic '{label}': c=1, {args.requests} requests (load {loadavg()}) ...")
                 notify_after_send(deferred)
                 try:
@@ -811,10 +812,11 @@ def main(argv: list[str] | None = None) -> int:
                 diag[label]["lag"] = lags(smp)
                 all_samples[("ours", label)] = smp
                 log(f"  {label}: p50 {diag[label]['p50']:.1f} ms (server {diag[label]['server_p50']:.1f}, HTTP {diag[label]['http_p50']:.1f})")
-            log(f"source diagnostic 'nodelay': c=1, {args.requests // 2} requests ...")
-            smp, _, _ = run_load(urls["source"], "source", "nodelay", images, args.requests // 2, 1, names["source"])
-            diag["source nodelay"] = summarize(smp)
-            all_samples[("source", "nodelay")] = smp
+            if not args.no_diagnostics:
+                log(f"source diagnostic 'nodelay': c=1, {args.requests // 2} requests ...")
+                smp, _, _ = run_load(urls["source"], "source", "nodelay", images, args.requests // 2, 1, names["source"])
+                diag["source nodelay"] = summarize(smp)
+                all_samples[("source", "nodelay")] = smp
         finally:
             handler.disable_nagle_algorithm = original_nodelay
             notify_after_send(False)
