@@ -109,6 +109,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
         return ImageFont.load_default()
 
 
+@lru_cache(maxsize=4096)
+def _text_bbox(font_size: int, text: str) -> tuple[int, int, int, int]:
+    """``ImageDraw.textbbox((0, 0), text)`` in the font of that size (tags repeat: class + score)."""
+    return ImageDraw.Draw(Image.new("RGB", (1, 1))).textbbox((0, 0), text, font=_font(font_size))
+
+
 def _pixel_box(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int]:
     """Float ``xyxy`` -> integer corners inside the picture (PIL's x2/y2 are inclusive)."""
     x1, y1, x2, y2 = box
@@ -151,7 +157,7 @@ def _draw_tag(
 ) -> None:
     text = f"{d.traffic_class.value} {d.score:.2f}"
     colour = CLASS_COLOURS[d.traffic_class.value]
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=style.font)
+    left, top, right, bottom = _text_bbox(style.font_size, text)
     tag_w, tag_h = right - left + 2 * style.pad, bottom - top + 2 * style.pad
     x1, y1, _, _ = _pixel_box(d.box, width, height)
     tx = min(max(x1, 0), max(width - tag_w, 0))
@@ -170,9 +176,8 @@ def _draw_legend(
     canvas: Image.Image, counts: dict[str, int], detections: Sequence[Detection], style: _Style
 ) -> Image.Image:
     width, height = canvas.size
-    probe = ImageDraw.Draw(canvas)
     rows = [f"{name} {counts[name]}" for name in TRAFFIC_CLASSES]
-    boxes = [probe.textbbox((0, 0), row, font=style.font) for row in rows]
+    boxes = [_text_bbox(style.font_size, row) for row in rows]
     text_h = max(b[3] - b[1] for b in boxes)
     text_w = max(b[2] - b[0] for b in boxes)
     row_h = text_h + style.pad
