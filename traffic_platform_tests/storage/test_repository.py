@@ -447,3 +447,46 @@ def test_flags_are_stored_and_a_later_flag_change_replaces_them(repo, make_recor
     later = dataclasses.replace(foggy, quality_flags=["fog"], ingested_at=foggy.ingested_at + timedelta(seconds=5))
     repo.save_capture(later)  # the same upload after a flag threshold changed
     assert repo.get_capture(foggy.capture_id)["quality"] == {"verdict": "degraded", "flags": ["fog"]}
+
+
+def test_save_captures_stores_a_batch_in_three_inserts(repo, engine, make_record):
+    repo.save_capture(make_record())  # both locations known: no lookups in the batch
+    repo.save_capture(make_record("other_Leuven_Belgium_12-10-2022_10-51-38.jpg"))
+    batch = [make_record(detections=[CAR] * i) for i in range(3)] + [
+        make_record("other_Leuven_Belgium_12-10-2022_10-51-38.jpg", detections=[BUS, PERSON]),
+        make_record("new_Leuven_Belgium_12-10-2022_10-51-38.jpg", model_name=None, model_version=None),
+    ]
+    seen: list[str] = []
+
+    def record_statement(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CAPTURE"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record_statement)
+    try:
+        assert repo.save_captures(batch) == [True] * 5
+    finally:
+        event.remove(engine, "before_cursor_execute", record_statement)
+    assert len(seen) == 2  # captures, capture_counts (detections: one more, below)
+    assert _count(engine, tables.captures) == 7
+    assert _count(engine, tables.locations) == 3
+    assert _count(engine, tables.detections) == 0 + 1 + 2 + 2
+    assert _count(engine, tables.capture_counts) == 6 * (2 + 4)
+    for record in batch:
+        got = repo.get_capture(record.capture_id)
+        assert len(got["detections"]) == len(record.detections)
+        assert got["location"]["address"] == record.metadata.address
+
+
+def test_save_captures_isolates_replays_and_a_poison_record(repo, engine, make_record):
+    stored = make_record(detections=[CAR])
+    repo.save_capture(stored)
+    poison = dataclasses.replace(make_record(detections=[BUS]), quality_reasons=[object()])
+    fresh = [make_record(detections=[PERSON]) for _ in range(2)]
+    results = repo.save_captures([fresh[0], stored, poison, fresh[1]])
+    assert results[:2] == [True, False] and results[3] is True
+    assert isinstance(results[2], TypeError)
+    assert repo.get_capture(poison.capture_id) is None
+    assert _count(engine, tables.captures) == 3
+    assert _count(engine, tables.detections) == 3
+    assert repo.save_captures([fresh[0]]) == [False]
