@@ -108,7 +108,7 @@ def _side(args: argparse.Namespace) -> dict:
             bucket = f"tpbench-{uuid.uuid4().hex[:10]}"
             client = boto3.client("s3", endpoint_url=args.s3_url, region_name="eu-west-1")
             client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-            store = S3ObjectStore(client, bucket, "bench")
+            store = S3ObjectStore(bucket, "bench", client)
         else:
             store = LocalObjectStore(work / "store")
         repo = Repository(engine)
@@ -231,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
                        "--detections", str(args.detections), "--profile-runs", str(args.profile_runs), "--store", args.store,
                        "--mariadb-url", args.mariadb_url] + (["--s3-url", args.s3_url] if args.s3_url else [])
                 env = os.environ | {"PYTHONPATH": str(tree)}
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                if proc.returncode:
+                    sys.exit(proc.stderr[-3000:])
+                out = proc.stdout
                 res = json.loads(out.strip().splitlines()[-1])
                 results[name].append(res)
                 print(f"round {r + 1} {name}: drain {res['drain_img_s']:.1f} img/s, persist p50 {res['profile']['persist']:.1f} ms, "
