@@ -2,7 +2,9 @@
 
 Every write is one transaction with bulk inserts (``executemany``). Saving the same
 record twice changes nothing; a re-detection with another model version is stored
-beside the original, never over it.
+beside the original, never over it. A new capture (the common case) costs three INSERTs
+and the commit: the location id is cached per repository and the capture row is inserted
+optimistically; a key conflict rolls back and takes the general path (verdict compare).
 """
 
 from __future__ import annotations
