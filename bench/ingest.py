@@ -574,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mariadb-url", default=DEFAULT_MARIADB, help="admin URL; a fresh database is created and dropped")
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="where the '## Ingest' section goes")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write RESULTS.md")
+    parser.add_argument("--persist-baseline", default=None, metavar="REF", help="also drain the top concurrency level with git REF's persister (and repository, annotation) in the worker, same run, before ours")
+    parser.add_argument("--no-diagnostics", action="store_true", help="skip the c=1 what-if variants (e.g. for a drain-rate run)")
     parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
@@ -729,6 +731,23 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("source", "ours"):
                 all_samples[(mode, c)] = []
                 results[mode][c] = {"wall": 0.0}
+            if args.persist_baseline and c == max(levels):
+                # Ours again, but the worker persists with REF's code: the same-run "before".
+                base_persister = baseline_persister(args.persist_baseline, workdir, db_url, lp.store, settings.max_pixels)
+                lp.worker.persist = base_persister.persist
+                try:
+                    log(f"ours with {args.persist_baseline}'s persister: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
+                    smp, t0, t1 = run_load(urls["ours"], "ours", f"c{c}-base", images, args.requests, c, names["ours"])
+                    last = wait_persisted(smp)
+                finally:
+                    lp.worker.persist = lp.persister.persist
+                all_samples[("ours", f"c{c}-base")] = smp
+                ok = sum(1 for s in smp if s.status == 201)
+                r = results.setdefault("ours-base-persist", {})[c] = summarize(smp)
+                r["throughput"] = ok / (t1 - t0)
+                r["throughput_persisted"] = ok / (max(t1, last) - t0)
+                r["drain_s"] = max(0.0, last - t1)
+                log(f"  base persister c={c}: {r['throughput']:.2f} img/s answered, {r['throughput_persisted']:.2f} until persisted, drain {r['drain_s']:.2f} s")
             for b in range(blocks):
                 for mode in ("source", "ours"):
                     log(f"{mode}: concurrency {c}, block {b + 1}/{blocks}, {per_block} requests (load {loadavg()}) ...")
@@ -799,7 +818,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("nodelay+notify-after-send", None, True),
                 ("nodelay+notify-after-send+paced", wait_one, True),
             )
-            for label, after, deferred in variants:
+            for label, after, deferred in () if args.no_diagnostics else variants:
                 log(f"ours diagnostic '{label}': c=1, {args.requests} requests (load {loadavg()}) ...")
                 notify_after_send(deferred)
                 try:
@@ -811,10 +830,11 @@ def main(argv: list[str] | None = None) -> int:
                 diag[label]["lag"] = lags(smp)
                 all_samples[("ours", label)] = smp
                 log(f"  {label}: p50 {diag[label]['p50']:.1f} ms (server {diag[label]['server_p50']:.1f}, HTTP {diag[label]['http_p50']:.1f})")
-            log(f"source diagnostic 'nodelay': c=1, {args.requests // 2} requests ...")
-            smp, _, _ = run_load(urls["source"], "source", "nodelay", images, args.requests // 2, 1, names["source"])
-            diag["source nodelay"] = summarize(smp)
-            all_samples[("source", "nodelay")] = smp
+            if not args.no_diagnostics:
+                log(f"source diagnostic 'nodelay': c=1, {args.requests // 2} requests ...")
+                smp, _, _ = run_load(urls["source"], "source", "nodelay", images, args.requests // 2, 1, names["source"])
+                diag["source nodelay"] = summarize(smp)
+                all_samples[("source", "nodelay")] = smp
         finally:
             handler.disable_nagle_algorithm = original_nodelay
             notify_after_send(False)
@@ -875,6 +895,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pixels: int) -> Any:
+    """A ``Persister`` from git ``ref``'s ``traffic_platform``, imported as ``traffic_platform_base``
+    (the package's imports are relative), over its own engine and the given object store."""
+    import importlib
+
+    dest = workdir / "persist-baseline"
+    dest.mkdir(exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "traffic_platform"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    (dest / "traffic_platform").rename(dest / "traffic_platform_base")
+    sys.path.insert(0, str(dest))
+    persist = importlib.import_module("traffic_platform_base.ingest.persist")
+    repository = importlib.import_module("traffic_platform_base.storage.repository")
+    database = importlib.import_module("traffic_platform_base.storage.database")
+    return persist.Persister(repository.Repository(database.make_engine(db_url)), store, max_pixels=max_pixels)
+
+
 def render(*, mach, load_before, load_after, model_spec, model_desc, images, skipped, args, levels, results, bare, burst, cold, lam, diag, fsync_p50, integrity, elapsed) -> str:
     src1, our1 = results["source"][1], results["ours"][1]
     bare_ms = bare["detect_one_p50"]
@@ -911,6 +948,8 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     bb = results["ours"][cmax]
     add(f"| persistence lag c={cmax} burst p50 / p90 / max (ms) | 0 (synchronous) | {fmt(bb['lag_p50'])} / {fmt(bb['lag_p90'])} / {fmt(bb['lag_max'])} |")
     add(f"| backlog drain after the c={cmax} burst (last answer → last row) | – | {burst.get('drain_s', float('nan')):.2f} s ({burst.get('pending_at_last_answer', 0)} captures pending at the last answer) |")
+    for c, r in results.get("ours-base-persist", {}).items():
+        add(f"| throughput c={c}, ours with `{args.persist_baseline}`'s persister (same run, before ours) | – | {r['throughput']:.2f} ({r['throughput_persisted']:.2f} until persisted; drain {r['drain_s']:.2f} s) |")
     add(f"| errors (non-201) | {sum(results['source'][c]['errors'] for c in levels)} | {sum(results['ours'][c]['errors'] for c in levels)} |")
     add("")
     add(

@@ -250,6 +250,20 @@ def persist_handler(
     settings = settings or Settings.from_env()
     store = store or persister.store
     failures = []
+
+    def failed(record: dict[str, Any], attempt: int, exc: Exception) -> None:
+        decision = decide(exc, attempt, settings.persist_max_attempts, cap=settings.persist_backoff_cap_s)
+        fields = {"message_id": record.get("messageId"), "attempt": attempt, "failure": decision.kind,
+                  "error": decision.reason[:1000]}
+        if decision.kind != PERMANENT and decision.retry and _requeue(record, attempt, decision.delay_s, sqs, queue_url, settings):
+            log.warning("message re-queued", extra={"event": "persist_retry", "delay_s": round(decision.delay_s, 1), **fields})
+            return
+        log.error("message not stored", extra={"event": "persist_failed", **fields})
+        failures.append({"itemIdentifier": record.get("messageId")})
+
+    # Read every message first, then persist the batch (rows in one transaction when the
+    # persister can), then finish each message: a failing one fails alone.
+    parsed = []
     for record in event.get("Records", []):
         attempt = _attempt_of(record) + 1
         try:
@@ -259,19 +273,34 @@ def persist_handler(
                 if persister.repo.capture_exists(json.loads(record["body"])["job"]["capture_id"]):
                     continue
                 raise
-            persister.persist(job)
+        except Exception as exc:
+            failed(record, attempt, exc)
+            continue
+        parsed.append((record, attempt, job, staged))
+    outcomes = _persist_all(persister, [job for _, _, job, _ in parsed])
+    for (record, attempt, _, staged), outcome in zip(parsed, outcomes, strict=True):
+        try:
+            if isinstance(outcome, Exception):
+                raise outcome
             if staged:
                 store.delete(staged)
         except Exception as exc:
-            decision = decide(exc, attempt, settings.persist_max_attempts, cap=settings.persist_backoff_cap_s)
-            fields = {"message_id": record.get("messageId"), "attempt": attempt, "failure": decision.kind,
-                      "error": decision.reason[:1000]}
-            if decision.kind != PERMANENT and decision.retry and _requeue(record, attempt, decision.delay_s, sqs, queue_url, settings):
-                log.warning("message re-queued", extra={"event": "persist_retry", "delay_s": round(decision.delay_s, 1), **fields})
-                continue
-            log.error("message not stored", extra={"event": "persist_failed", **fields})
-            failures.append({"itemIdentifier": record.get("messageId")})
+            failed(record, attempt, exc)
     return {"batchItemFailures": failures}
+
+
+def _persist_all(persister: Any, jobs: list[Any]) -> list[Any]:
+    """One outcome per job (``persist``'s result or its exception); ``persist_many`` when the
+    persister has it (one database transaction for the batch)."""
+    if len(jobs) > 1 and hasattr(persister, "persist_many"):
+        return persister.persist_many(jobs)
+    outcomes: list[Any] = []
+    for job in jobs:
+        try:
+            outcomes.append(persister.persist(job))
+        except Exception as exc:  # noqa: BLE001 - reported per message
+            outcomes.append(exc)
+    return outcomes
 
 
 def _attempt_of(record: dict[str, Any]) -> int:

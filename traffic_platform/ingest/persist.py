@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from ..domain.captures import ACCEPTED
+from ..domain.captures import ACCEPTED, CaptureRecord
 from ..storage import keys
 from ..storage.repository import Repository
 from .handoff import CaptureJob
@@ -44,6 +45,33 @@ class Persister:
     def persist(self, job: CaptureJob) -> bool:
         """Store ``job``; return True if the capture is new. Raises on any failure (retry later)."""
         started = time.perf_counter()
+        record = self._store_objects(job)
+        created = self.repo.save_capture(record)
+        self._log(record, created, started)
+        return created
+
+    def persist_many(self, jobs: Sequence[CaptureJob]) -> list[bool | Exception]:
+        """:meth:`persist` for a batch, one result per job (``True``: new capture; or the
+        exception that job raised): objects job by job, then the rows of all in one
+        transaction (:meth:`Repository.save_captures`); a failing job fails alone."""
+        started = time.perf_counter()
+        results: list[bool | Exception] = []
+        ready: list[tuple[int, CaptureRecord]] = []
+        for i, job in enumerate(jobs):
+            try:
+                ready.append((i, self._store_objects(job)))
+                results.append(False)
+            except Exception as exc:  # noqa: BLE001 - reported per job
+                results.append(exc)
+        saved = self.repo.save_captures([record for _, record in ready]) if ready else []
+        for (i, record), outcome in zip(ready, saved, strict=True):
+            results[i] = outcome
+            if not isinstance(outcome, Exception):
+                self._log(record, outcome, started)
+        return results
+
+    def _store_objects(self, job: CaptureJob) -> CaptureRecord:
+        """Put the image (and the annotated copy of an accepted one); the record with its keys."""
         record = job.record
         meta = record.metadata
         annotated_key = None
@@ -55,9 +83,9 @@ class Persister:
         else:
             image_key = keys.distorted_key(record.capture_id, meta.captured_at, record.extension)
             self.store.put(image_key, job.image, record.content_type)
-        created = self.repo.save_capture(
-            replace(record, image_key=image_key, annotated_key=annotated_key)
-        )
+        return replace(record, image_key=image_key, annotated_key=annotated_key)
+
+    def _log(self, record: CaptureRecord, created: bool, started: float) -> None:
         log.info(
             "stored %s",
             record.capture_id,
@@ -69,7 +97,6 @@ class Persister:
                 "persist_ms": round((time.perf_counter() - started) * 1e3, 3),
             },
         )
-        return created
 
     def _annotated(self, job: CaptureJob) -> bytes:
         from ..detection.annotate import annotate

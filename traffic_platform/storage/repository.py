@@ -2,7 +2,9 @@
 
 Every write is one transaction with bulk inserts (``executemany``). Saving the same
 record twice changes nothing; a re-detection with another model version is stored
-beside the original, never over it.
+beside the original, never over it. A new capture (the common case) costs three INSERTs
+and the commit: the location id is cached per repository and the capture row is inserted
+optimistically; a key conflict rolls back and takes the general path (verdict compare).
 """
 
 from __future__ import annotations
@@ -37,6 +39,9 @@ class Repository:
     def __init__(self, engine: Engine):
         self.engine = engine
         self._writer = writer(engine)
+        # (address, city, country) -> locations.id, filled after a commit that read or made it.
+        # Locations are never deleted; a stale id fails the capture's foreign key and is evicted.
+        self._locations: dict[tuple[str, str, str], int] = {}
 
     # -- writes ---------------------------------------------------------------
 
@@ -49,9 +54,64 @@ class Repository:
         upload after a threshold change) replaces the row's verdict, object keys and ingest
         detections (other model versions stay); an older one (a late redelivery) changes nothing.
         """
+        try:
+            return _retry(lambda: self._insert_new(record))
+        except _Conflict:  # the row exists (a replay, a race) or the cached location is stale
+            self._locations.pop(_location_key(record), None)
         return _retry(lambda: self._save_capture(record))
 
+    def save_captures(self, records: Sequence[CaptureRecord]) -> list[bool | Exception]:
+        """:meth:`save_capture` for many records, one result each (``True``: created; or the
+        exception that record raised). New captures go in one transaction (one INSERT per
+        table); on any failure each record is saved on its own, so a bad one fails alone."""
+        records = list(records)
+        if len({r.capture_id for r in records}) == len(records) > 1:
+            try:
+                _retry(lambda: self._insert_new(*records))
+                return [True] * len(records)
+            except _Conflict:
+                for record in records:
+                    self._locations.pop(_location_key(record), None)
+            except Exception:  # noqa: BLE001 - the one-by-one pass below says which record it was
+                pass
+        results: list[bool | Exception] = []
+        for record in records:
+            try:
+                results.append(self.save_capture(record))
+            except Exception as exc:  # noqa: BLE001 - reported per record
+                results.append(exc)
+        return results
+
+    def _insert_new(self, *records: CaptureRecord) -> bool:
+        """The common case in as few round trips as possible: insert the capture, its
+        detections and counts (one multi-row INSERT each) and commit; raise :class:`_Conflict`
+        (the transaction rolled back) on any unique or foreign key error."""
+        found: dict[tuple[str, str, str], int] = {}
+        with self._writer.begin() as conn:
+            for record in records:
+                key = _location_key(record)
+                if key not in found:
+                    cached = self._locations.get(key)
+                    found[key] = cached if cached is not None else self._location_id_for(conn, record)
+            try:
+                conn.execute(
+                    insert(captures), [_capture_row(r, found[_location_key(r)]) for r in records]
+                )
+                _insert_detections(
+                    conn,
+                    [
+                        (r.capture_id, r.model_name, r.model_version, r.detections)
+                        for r in records
+                        if r.model_name is not None
+                    ],
+                )
+            except IntegrityError as exc:
+                raise _Conflict(records[0].capture_id) from exc
+        self._locations.update(found)
+        return True
+
     def _save_capture(self, record: CaptureRecord) -> bool:
+        """The general case: the row may exist (compare verdicts, add missing counts)."""
         with self._writer.begin() as conn:
             created = False
             stored = _stored_verdict(conn, record.capture_id)
@@ -71,10 +131,7 @@ class Repository:
                     try:
                         _insert_detections(
                             conn,
-                            record.capture_id,
-                            record.model_name,
-                            record.model_version,
-                            record.detections,
+                            [(record.capture_id, record.model_name, record.model_version, record.detections)],
                         )
                     except IntegrityError:
                         savepoint.rollback()  # a concurrent save of the same record won
@@ -98,7 +155,7 @@ class Repository:
                             _model_filter(table, capture_id, model_name, model_version)
                         )
                     )
-                _insert_detections(conn, capture_id, model_name, model_version, detections)
+                _insert_detections(conn, [(capture_id, model_name, model_version, detections)])
 
         _retry(run)
 
@@ -193,6 +250,15 @@ class Repository:
                 conn.execute(text("SELECT 1"))
         except Exception as exc:  # any driver error means "not ready"
             raise ServiceUnavailable(f"database is not reachable: {type(exc).__name__}") from exc
+
+
+class _Conflict(Exception):
+    """The optimistic insert of a new capture hit an existing key; it was rolled back."""
+
+
+def _location_key(record: CaptureRecord) -> tuple[str, str, str]:
+    meta = record.metadata
+    return meta.address, meta.city, meta.country
 
 
 def _finite(value: float | None) -> float | None:
@@ -330,37 +396,36 @@ def _insert_ignoring_duplicate(conn: Connection, table: Any, rows: list[dict[str
 
 
 def _insert_detections(
-    conn: Connection,
-    capture_id: str,
-    model_name: str,
-    model_version: str | None,
-    found: Iterable[Detection],
+    conn: Connection, runs: Iterable[tuple[str, str, str | None, Iterable[Detection]]]
 ) -> None:
-    """Bulk-insert one model version's detections and its zero-filled counts."""
-    found = list(found)
-    key = {"capture_id": capture_id, "model_name": model_name, "model_version": model_version}
-    if found:
-        conn.execute(
-            insert(detections_table),
-            [
-                key
-                | {
-                    "seq": seq,
-                    "traffic_class": d.traffic_class.value,
-                    "label": d.label,
-                    "score": float(d.score),
-                    "x1": d.box[0],
-                    "y1": d.box[1],
-                    "x2": d.box[2],
-                    "y2": d.box[3],
-                }
-                for seq, d in enumerate(found)
-            ],
-        )
-    conn.execute(
-        insert(capture_counts),
-        [key | {"traffic_class": c, "count": n} for c, n in count_by_class(found).items()],
-    )
+    """Bulk-insert detections and zero-filled counts of ``(capture_id, model_name,
+    model_version, detections)`` runs: one multi-row INSERT per table for all of them."""
+    detection_rows: list[dict[str, Any]] = []
+    count_rows: list[dict[str, Any]] = []
+    for capture_id, model_name, model_version, found in runs:
+        found = list(found)
+        key = {"capture_id": capture_id, "model_name": model_name, "model_version": model_version}
+        detection_rows += [
+            key
+            | {
+                "seq": seq,
+                "traffic_class": d.traffic_class.value,
+                "label": d.label,
+                "score": float(d.score),
+                "x1": d.box[0],
+                "y1": d.box[1],
+                "x2": d.box[2],
+                "y2": d.box[3],
+            }
+            for seq, d in enumerate(found)
+        ]
+        count_rows += [
+            key | {"traffic_class": c, "count": n} for c, n in count_by_class(found).items()
+        ]
+    if detection_rows:
+        conn.execute(insert(detections_table), detection_rows)
+    if count_rows:
+        conn.execute(insert(capture_counts), count_rows)
 
 
 def _detection_from_row(row: Any) -> Detection:

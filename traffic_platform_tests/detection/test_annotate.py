@@ -156,3 +156,25 @@ def test_real_street_photo():
     ]
     out = _decode(annotate(picture, people, blur_people=True))
     assert out.size == picture.size
+
+
+def test_the_legend_is_blended_over_its_panel_only():
+    """The legend panel is composited in place: outside it the picture is untouched, inside it
+    the dark half-transparent fill is what a full-size overlay gives."""
+    picture = Image.new("RGB", (640, 480), (200, 200, 200))
+    out = np.asarray(render(picture, [])).astype(int)
+    dark = (out < 200).all(axis=2)
+    ys, xs = np.nonzero(dark)
+    assert ys.min() < 40 and xs.min() < 40  # top-left, the emptiest corner
+    outside = np.ones(dark.shape, bool)
+    outside[: ys.max() + 1, : xs.max() + 1] = False
+    assert (out[outside] == 200).all()
+    expected = Image.alpha_composite(
+        Image.new("RGBA", (1, 1), (200, 200, 200, 255)), Image.new("RGBA", (1, 1), (0, 0, 0, 170))
+    ).getpixel((0, 0))[:3]
+    assert tuple(out[ys.min() + 1, xs.min() + 1]) == expected
+
+
+@pytest.mark.parametrize("size", [(3, 3), (8, 6), (30, 20)])
+def test_pictures_smaller_than_the_legend_are_annotated(size):
+    assert _decode(annotate(_noise(*size), [CAR])).size == size

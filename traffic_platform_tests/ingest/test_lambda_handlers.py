@@ -459,3 +459,35 @@ def test_the_embedded_home_strips_the_base_path_too(tmp_path):
         ready = json.loads(api.handle(Request("GET", "/traffic/readyz")).body)  # no key configured: details
         assert ready["checks"]["model"]["ok"] is False and "no detector" in ready["checks"]["model"]["error"]
         platform.engine.dispose()
+
+
+def test_a_poison_record_fails_alone_in_a_batch(aws_home, monkeypatch):
+    """The batch's rows go in one transaction; a record the database refuses is reported alone
+    (a permanent failure), its neighbours are stored and their staged images removed."""
+    from traffic_platform.storage import repository
+
+    api, sqs, queue_url, store, persister = aws_home
+    answers = []
+    for minute in range(4):
+        name = NAME.replace("10-51-38", f"10-{minute:02d}-38")
+        body = images.jpeg_bytes(images.street_scene(320, 240, seed=minute))
+        answers.append(json.loads(ingest_handler(rest_v1_event(body, name), None, api=api)["body"]))
+    messages = receive_all(sqs, queue_url)
+    poison = answers[2]["capture_id"]
+    real_row = repository._capture_row
+
+    def refusing(record, location_id):
+        if record.capture_id == poison:
+            raise ValueError("poison")
+        return real_row(record, location_id)
+
+    monkeypatch.setattr(repository, "_capture_row", refusing)
+    event = as_sqs_event(messages)
+    poison_id = next(r["messageId"] for r in event["Records"] if poison in r["body"])
+    assert persist_handler(event, None, persister=persister) == {"batchItemFailures": [{"itemIdentifier": poison_id}]}
+    for answer in answers:
+        assert (persister.repo.get_capture(answer["capture_id"]) is None) == (answer["capture_id"] == poison)
+    monkeypatch.setattr(repository, "_capture_row", real_row)
+    redelivered = [r for r in event["Records"] if r["messageId"] == poison_id]
+    assert persist_handler({"Records": redelivered}, None, persister=persister) == {"batchItemFailures": []}
+    assert persister.repo.get_capture(poison)["detections"] == answers[2]["detections"]

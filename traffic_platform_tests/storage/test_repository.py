@@ -228,6 +228,50 @@ def test_detections_are_written_in_bulk(repo, engine, make_record):
     assert _count(engine, tables.detections) == 201
 
 
+def test_a_new_capture_at_a_known_location_is_three_inserts(repo, engine, make_record):
+    """The common case: no SELECT, no savepoint; the location id comes from the cache."""
+    seen: list[str] = []
+
+    def record_statement(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        if words[0].upper() != "BEGIN":  # SQLite's BEGIN IMMEDIATE
+            table = words[2].strip("`\"") if len(words) > 2 else ""
+            seen.append(f"{words[0].upper()} {table}")
+
+    repo.save_capture(make_record(detections=[CAR]))
+    event.listen(engine, "before_cursor_execute", record_statement)
+    try:
+        assert repo.save_capture(make_record(detections=[CAR, BUS])) is True
+    finally:
+        event.remove(engine, "before_cursor_execute", record_statement)
+    assert seen == ["INSERT captures", "INSERT detections", "INSERT capture_counts"]
+    assert _count(engine, tables.locations) == 1
+
+
+def test_a_stale_cached_location_falls_back_to_the_general_path(repo, engine, make_record):
+    first = make_record(detections=[CAR])
+    repo.save_capture(first)
+    location_id = repo.get_location_id("tiensevest", "Leuven", "Belgium")
+    repo._locations[("tiensevest", "Leuven", "Belgium")] = location_id + 1000  # no such row
+    second = make_record(detections=[CAR, BUS])
+    assert repo.save_capture(second) is True
+    assert repo.get_capture(second.capture_id)["location"]["id"] == location_id
+    assert repo.save_capture(make_record()) is True
+    assert repo._locations[("tiensevest", "Leuven", "Belgium")] == location_id  # healed
+    assert _count(engine, tables.captures, location_id=location_id) == 3
+
+
+def test_a_replay_is_refused_by_the_key_and_changes_nothing(repo, engine, make_record):
+    record = make_record(detections=[CAR, BUS])
+    assert repo.save_capture(record) is True
+    before = repo.get_capture(record.capture_id)
+    assert Repository(engine).save_capture(record) is False  # another process, cold cache
+    assert repo.save_capture(record) is False
+    assert repo.get_capture(record.capture_id) == before
+    assert _count(engine, tables.detections) == 2
+    assert _count(engine, tables.capture_counts) == len(TRAFFIC_CLASSES)
+
+
 def test_concurrent_saves_create_one_capture_and_one_location(engine, make_record):
     same = make_record(detections=[CAR, BUS])
     others = [
@@ -403,3 +447,46 @@ def test_flags_are_stored_and_a_later_flag_change_replaces_them(repo, make_recor
     later = dataclasses.replace(foggy, quality_flags=["fog"], ingested_at=foggy.ingested_at + timedelta(seconds=5))
     repo.save_capture(later)  # the same upload after a flag threshold changed
     assert repo.get_capture(foggy.capture_id)["quality"] == {"verdict": "degraded", "flags": ["fog"]}
+
+
+def test_save_captures_stores_a_batch_in_three_inserts(repo, engine, make_record):
+    repo.save_capture(make_record())  # both locations known: no lookups in the batch
+    repo.save_capture(make_record("other_Leuven_Belgium_12-10-2022_10-51-38.jpg"))
+    batch = [make_record(detections=[CAR] * i) for i in range(3)] + [
+        make_record("other_Leuven_Belgium_12-10-2022_10-51-38.jpg", detections=[BUS, PERSON]),
+        make_record("new_Leuven_Belgium_12-10-2022_10-51-38.jpg", model_name=None, model_version=None),
+    ]
+    seen: list[str] = []
+
+    def record_statement(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO CAPTURE"):
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record_statement)
+    try:
+        assert repo.save_captures(batch) == [True] * 5
+    finally:
+        event.remove(engine, "before_cursor_execute", record_statement)
+    assert len(seen) == 2  # captures, capture_counts (detections: one more, below)
+    assert _count(engine, tables.captures) == 7
+    assert _count(engine, tables.locations) == 3
+    assert _count(engine, tables.detections) == 0 + 1 + 2 + 2
+    assert _count(engine, tables.capture_counts) == 6 * (2 + 4)
+    for record in batch:
+        got = repo.get_capture(record.capture_id)
+        assert len(got["detections"]) == len(record.detections)
+        assert got["location"]["address"] == record.metadata.address
+
+
+def test_save_captures_isolates_replays_and_a_poison_record(repo, engine, make_record):
+    stored = make_record(detections=[CAR])
+    repo.save_capture(stored)
+    poison = dataclasses.replace(make_record(detections=[BUS]), quality_reasons=[object()])
+    fresh = [make_record(detections=[PERSON]) for _ in range(2)]
+    results = repo.save_captures([fresh[0], stored, poison, fresh[1]])
+    assert results[:2] == [True, False] and results[3] is True
+    assert isinstance(results[2], TypeError)
+    assert repo.get_capture(poison.capture_id) is None
+    assert _count(engine, tables.captures) == 3
+    assert _count(engine, tables.detections) == 3
+    assert repo.save_captures([fresh[0]]) == [False]
