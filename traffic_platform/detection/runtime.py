@@ -17,13 +17,15 @@ weights:
 0. torch sees a CUDA GPU -> ``cuda`` (transformers checkpoints; eager fp32 on the GPU);
 1. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``), OpenVINO imports and
    ``openvino-bf16`` passes its check -> ``openvino-bf16``. Measured on the AVX-512-BF16 EPYC:
-   ~3x the pipeline on RT-DETRv2-R18, the fastest CPU runtime there, **but** F1 0.978 on
+   2.4-2.6x the pipeline on RT-DETRv2-R18, the fastest CPU runtime there, **but** F1 0.978 on
    DEIMv2-Atto against ONNX Runtime fp32 (scores moved by up to 0.08 across the 0.5
    threshold), so with the recorded check this step does not fire today;
 2. the CPU has AMX -> ``torch-bf16`` (2.4x the pipeline on the AMX host; F1 0.989 on real
    weights, ``shared/PERF-NOTES.md``);
-3. otherwise -> ``onnx`` (ONNX Runtime fp32, exact parity; ``openvino`` fp32 ran at the same
-   speed within noise on the EPYC, so the reference runtime stays). The export is checked
+3. otherwise -> ``onnx`` (ONNX Runtime fp32, exact parity). ``openvino`` fp32 is lossless but
+   was 0.85-0.94x ONNX Runtime on RT-DETRv2 and 1.1-1.2x on DEIMv2 on the EPYC, and its thread
+   pool is unmeasured on the ingest path (where ORT runs without spinning), so the reference
+   runtime stays. The export is checked
    against eager at first use and, under ``auto``, a failed export falls back to ``torch``
    (a failed OpenVINO compile to ``onnx``).
 
@@ -39,7 +41,7 @@ slower than fp32: neither is chosen automatically.
 ``TRAFFIC_DETECTOR_RUNTIME`` overrides the rule; ``torch-bf16`` / ``openvino-bf16`` on a host
 without bf16 instructions are refused at start-up (they would run emulated, slower than fp32).
 ``torch.compile`` is not a runtime: on the AVX-512-BF16 EPYC it was slower than plain bf16
-after a ~1 min first call (``bench/RESULTS.md``).
+(374 vs 343 ms) after a 126 s first call (64 s with a warm inductor cache; ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class FidelityCheck:
 # F1: same label and IoU >= 0.5, every label with score >= 0.5 (``bench/detect.py``'s parity).
 FIDELITY: dict[str, FidelityCheck] = {
     # Below the bar: bf16 moved scores by up to ~0.08 and boxes (mean IoU 0.975), so 3 of 138
-    # detections crossed the 0.5 threshold. Fast (~3x the pipeline on RT-DETRv2-R18), not chosen.
+    # detections crossed the 0.5 threshold. Fast (2.4-2.6x the pipeline on RT-DETRv2-R18), not chosen.
     "openvino-bf16": FidelityCheck(
         f1=0.978,
         model="DEIMv2-Atto (ONNX), 27 street photos",
