@@ -143,6 +143,7 @@ for _name in (
     "onnx-int8",
     "openvino",
     "openvino-bf16",
+    "openvino-mixed",
     "auto",
     "cuda",
     "cuda-fp16",
@@ -497,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-sizes", default="1,4,8")
     parser.add_argument(
-        "--runtimes", default="pipeline,torch,torch-bf16,onnx,openvino,openvino-bf16,auto"
+        "--runtimes",
+        default="pipeline,torch,torch-bf16,onnx,openvino,openvino-bf16,openvino-mixed,auto",
     )
     default_fidelity = ROOT.parent / "shared" / "models" / "deimv2-hgnetv2-atto-coco-onnx"
     parser.add_argument(
@@ -505,7 +507,9 @@ def main(argv: list[str] | None = None) -> int:
         default=str(default_fidelity) if default_fidelity.is_dir() else None,
         help="end-to-end ONNX graph with real weights for the fidelity table ('' to skip)",
     )
-    parser.add_argument("--fidelity-runtimes", default="onnx,openvino,openvino-bf16,auto")
+    parser.add_argument(
+        "--fidelity-runtimes", default="onnx,openvino,openvino-bf16,openvino-mixed,auto"
+    )
     parser.add_argument("--fidelity-threshold", type=float, default=0.5)
     parser.add_argument("--fidelity-runs", type=int, default=3)
     parser.add_argument(

@@ -34,11 +34,12 @@ the resize of a picture the caller already decoded (ingest decodes fully for its
 So ``"auto"`` (default) uses it for a picture still lazy from ``Image.open``.
 
 Runtime (``TRAFFIC_DETECTOR_RUNTIME``): ``onnx`` (ONNX Runtime fp32, the reference),
-``openvino`` (OpenVINO fp32) or ``openvino-bf16`` (OpenVINO at bf16 inference precision; lossy,
-its F1 against ONNX Runtime on this model kind is in :data:`.runtime.FIDELITY`); ``auto`` per
+``openvino`` (OpenVINO fp32), ``openvino-bf16`` (OpenVINO at bf16 inference precision) or
+``openvino-mixed`` (bf16 backbone + encoder, fp32 after them; :mod:`.openvino_runtime`); the
+lossy ones' F1 against ONNX Runtime on DEIMv2 is in :data:`.runtime.FIDELITY`; ``auto`` per
 :func:`.runtime.choose_runtime`. The graph, the pre-processing and the decoding of its outputs
-are the same for all three, so are the output format and the per-class thresholds; a bf16
-runtime tags ``model_version`` with ``+bf16``.
+are the same for all of them, so are the output format and the per-class thresholds; a bf16
+runtime tags ``model_version`` (``+bf16``, ``+bf16mix``).
 
 ``TRAFFIC_DETECTOR=onnx:<file.onnx | directory | s3://bucket/key.onnx | s3://bucket/prefix/>``.
 An S3 model is fetched through the shared model cache (:mod:`.model_cache`: a folder per set of
@@ -277,9 +278,9 @@ class OnnxEndToEndDetector(Detector):
         self, path: Path, runtime: str, threads: int, cache_dir: str | Path | None
     ) -> Any:
         try:
-            from .openvino_runtime import OpenVinoGraph
+            from .openvino_runtime import open_graph
 
-            return OpenVinoGraph(path, runtime=runtime, threads=threads, cache_dir=cache_dir)
+            return open_graph(path, runtime=runtime, threads=threads, cache_dir=cache_dir)
         except Exception as exc:  # ImportError, or OpenVINO's own errors on a bad graph
             raise ConfigurationError(f"OpenVINO cannot load {self.model_name}: {exc}") from None
 

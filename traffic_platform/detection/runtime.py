@@ -58,15 +58,22 @@ RUNTIMES = (
     "onnx-int8",
     "openvino",
     "openvino-bf16",
+    "openvino-mixed",
     "cuda",
     "cuda-fp16",
 )
 # What an end-to-end ONNX graph (``TRAFFIC_DETECTOR=onnx:``) can run on.
-E2E_RUNTIMES = ("onnx", "openvino", "openvino-bf16")
-OPENVINO_RUNTIMES = frozenset({"openvino", "openvino-bf16"})
-BF16_RUNTIMES = frozenset({"torch-bf16", "openvino-bf16"})
+E2E_RUNTIMES = ("onnx", "openvino", "openvino-bf16", "openvino-mixed")
+OPENVINO_RUNTIMES = frozenset({"openvino", "openvino-bf16", "openvino-mixed"})
+BF16_RUNTIMES = frozenset({"torch-bf16", "openvino-bf16", "openvino-mixed"})
 # Lossy runtimes tag the model version so their detections are never mixed with fp32 ones.
-LOSSY_SUFFIX = {"torch-bf16": "+bf16", "openvino-bf16": "+bf16", "onnx-int8": "+int8", "cuda-fp16": "+fp16"}
+LOSSY_SUFFIX = {
+    "torch-bf16": "+bf16",
+    "openvino-bf16": "+bf16",
+    "openvino-mixed": "+bf16mix",
+    "onnx-int8": "+int8",
+    "cuda-fp16": "+fp16",
+}
 MIN_FIDELITY_F1 = 0.98
 
 
@@ -87,6 +94,13 @@ FIDELITY: dict[str, FidelityCheck] = {
     # detections crossed the 0.5 threshold. Fast (2.4-2.6x the pipeline on RT-DETRv2-R18), not chosen.
     "openvino-bf16": FidelityCheck(
         f1=0.978,
+        model="DEIMv2-Atto (ONNX), 27 street photos",
+        reference="ONNX Runtime fp32",
+        measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
+    ),
+    # bf16 backbone + encoder, fp32 from the query selection on (openvino_runtime.split_trunk).
+    "openvino-mixed": FidelityCheck(
+        f1=0.986,
         model="DEIMv2-Atto (ONNX), 27 street photos",
         reference="ONNX Runtime fp32",
         measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
@@ -216,10 +230,12 @@ def choose_runtime(
         from .openvino_runtime import available
 
         openvino = available()
-    if openvino and host.native_bf16 and fidelity_checked("openvino-bf16"):
-        return "openvino-bf16"
     if not end_to_end and host.has_amx and fidelity_checked("torch-bf16"):
-        return "torch-bf16"
+        return "torch-bf16"  # measured on the AMX host; OpenVINO was not measured there
+    if openvino and host.native_bf16:
+        for candidate in ("openvino-bf16", "openvino-mixed"):  # fastest first
+            if fidelity_checked(candidate):
+                return candidate
     return "onnx"
 
 

@@ -13,7 +13,7 @@ What runs per batch, and why it equals ``pipeline("object-detection")``:
    ``torch`` eager fp32 under ``inference_mode``; ``torch-bf16`` bf16 autocast +
    channels_last (only on CPUs with bf16 instructions); ``onnx`` / ``onnx-int8`` ONNX
    Runtime on a graph exported on first use into the model cache (or found beside the
-   checkpoint); ``openvino`` / ``openvino-bf16`` OpenVINO on that same fp32 graph
+   checkpoint); ``openvino`` / ``openvino-bf16`` / ``openvino-mixed`` OpenVINO on that graph
    (:mod:`.openvino_runtime`; under ``auto`` a failed compile falls back to ``onnx``);
 3. post-processing: the checkpoint's own ``post_process_object_detection`` at the lowest
    class threshold, then :func:`~traffic_platform.domain.detections.to_traffic_detections`.
@@ -136,14 +136,14 @@ class _OnnxForward(_Forward):
 
 
 class _OpenVinoForward(_Forward):
-    """OpenVINO's CPU plugin on the exported fp32 graph, at fp32 or bf16 inference precision."""
+    """OpenVINO's CPU plugin on the exported fp32 graph: fp32, bf16, or mixed (bf16 trunk)."""
 
     def __init__(self, onnx_path: Path, *, threads: int, name: str, cache_dir: Path | None):
-        from .openvino_runtime import OpenVinoGraph
+        from .openvino_runtime import open_graph
 
         self.name = name
         self.path = onnx_path
-        self.graph = OpenVinoGraph(onnx_path, runtime=name, threads=threads, cache_dir=cache_dir)
+        self.graph = open_graph(onnx_path, runtime=name, threads=threads, cache_dir=cache_dir)
         self.input_names = {i.name for i in self.graph.get_inputs()}
 
     def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[Any, Any]:
