@@ -17,10 +17,11 @@ reductions, the query selection and box decoding too), which cost fidelity on re
 (``bench/RESULTS.md``: F1 0.978 on DEIMv2-Atto). Marking nodes to keep fp32 had no effect in
 the CPU plugin, so this runtime cuts the graph instead (:func:`split_trunk`): the backbone +
 encoder (the convolutions, most of the FLOPs; nodes named ``*/backbone/*``, ``*/encoder/*`` and
-``*/encoder_input_proj*``,
-as the RT-DETR / D-FINE / DEIM exports and transformers' DETR-family exports name them) run in
-bf16, everything after the cut (query selection, decoder, heads, post-processing) in fp32 — the
-autocast idea, at graph level. A graph without such a boundary is refused for this runtime.
+``*/encoder_input_proj*``, as the RT-DETR / D-FINE / DEIM exports and transformers' DETR-family
+exports name them) run in bf16, everything after the cut (query selection, decoder, heads,
+post-processing) in fp32 — the autocast idea, at graph level: F1 0.986 on DEIMv2-Atto. The two
+parts are cut once per graph file (``onnx.utils.extract_model``) into
+``<model cache>/openvino/split/<sha256>``. A graph without such a boundary is refused.
 
 Threads: ``INFERENCE_NUM_THREADS`` = ``TRAFFIC_DETECTOR_THREADS``, one stream, the latency
 hint; denormals flushed (as the torch and ONNX Runtime paths do). The compiled blob is cached

@@ -7,32 +7,34 @@ what *this* host declares, never from a table measured elsewhere.
 Runtimes (``TRAFFIC_DETECTOR_RUNTIME``): ``torch`` (eager fp32, the reference), ``torch-bf16``
 (bf16 autocast + channels_last), ``onnx`` / ``onnx-int8`` (ONNX Runtime on the exported
 graph), ``openvino`` / ``openvino-bf16`` (OpenVINO's CPU plugin on the same ONNX graph, fp32 /
-bf16: AMX tiles on Intel, AVX-512 BF16 elsewhere), ``cuda`` / ``cuda-fp16``. End-to-end ONNX
-graphs (``onnx:``, DEIMv2) take ``onnx``, ``openvino`` or ``openvino-bf16``.
+bf16: AMX tiles on Intel, AVX-512 BF16 elsewhere), ``openvino-mixed`` (bf16 backbone + encoder,
+fp32 from the query selection on: :mod:`.openvino_runtime`), ``cuda`` / ``cuda-fp16``.
+End-to-end ONNX graphs (``onnx:``, DEIMv2) take ``onnx`` and the three ``openvino*``.
 
 The ``auto`` rule (:func:`choose_runtime`), from ``bench/RESULTS.md``; a lossy runtime is a
 candidate only while :data:`FIDELITY` records F1 >= :data:`MIN_FIDELITY_F1` for it on real
-weights:
+weights (DEIMv2-Atto on the street photos against ONNX Runtime fp32):
 
 0. torch sees a CUDA GPU -> ``cuda`` (transformers checkpoints; eager fp32 on the GPU);
-1. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``), OpenVINO imports and
-   ``openvino-bf16`` passes its check -> ``openvino-bf16``. Measured on the AVX-512-BF16 EPYC:
-   2.4-2.6x the pipeline on RT-DETRv2-R18, the fastest CPU runtime there, **but** F1 0.978 on
-   DEIMv2-Atto against ONNX Runtime fp32 (scores moved by up to 0.08 across the 0.5
-   threshold), so with the recorded check this step does not fire today;
-2. the CPU has AMX -> ``torch-bf16`` (2.4x the pipeline on the AMX host; F1 0.989 on real
-   weights, ``shared/PERF-NOTES.md``);
+1. the CPU has AMX (``amx_bf16``) -> ``torch-bf16`` for checkpoints (2.4x the pipeline on the
+   AMX host, F1 0.989 on real weights, ``shared/PERF-NOTES.md``; OpenVINO was not measured on
+   an AMX host, so what was measured there stays);
+2. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``) and OpenVINO imports -> the
+   first of ``openvino-bf16``, ``openvino-mixed`` that passes its check. On the AVX-512-BF16
+   EPYC ``openvino-bf16`` was the fastest CPU runtime but F1 0.978 (it runs softmax, norms and
+   the box decoding in bf16 too: scores moved by up to 0.08 across the 0.5 threshold), so it is
+   out; ``openvino-mixed`` kept F1 0.986 and is the choice there. A graph it cannot cut (no
+   ``*/backbone/*`` / ``*/encoder/*`` nodes) falls back to ``onnx``;
 3. otherwise -> ``onnx`` (ONNX Runtime fp32, exact parity). ``openvino`` fp32 is lossless but
    was 0.85-0.94x ONNX Runtime on RT-DETRv2 and 1.1-1.2x on DEIMv2 on the EPYC, and its thread
    pool is unmeasured on the ingest path (where ORT runs without spinning), so the reference
-   runtime stays. The export is checked
-   against eager at first use and, under ``auto``, a failed export falls back to ``torch``
-   (a failed OpenVINO compile to ``onnx``).
+   runtime stays. The export is checked against eager at first use and, under ``auto``, a
+   failed export falls back to ``torch`` (a failed OpenVINO compile or cut to ``onnx``).
 
-End-to-end graphs follow steps 1 and 3 (they cannot run on torch). Hosts measured: the AMD
+End-to-end graphs follow steps 2 and 3 (they cannot run on torch). Hosts measured: the AMD
 EPYC with AVX-512 BF16 (OpenVINO, ONNX Runtime, torch) and, in ``shared/PERF-NOTES.md``, an
-Intel host with AMX (torch, ONNX Runtime; OpenVINO not measured there); AVX2-only and
-AVX-512-without-BF16 hosts get the lossless ``onnx`` by construction.
+Intel host with AMX (torch, ONNX Runtime; not OpenVINO); AVX2-only and AVX-512-without-BF16
+hosts get the lossless ``onnx`` by construction.
 
 :func:`fidelity_checked` is that gate. ``onnx-int8`` has no check
 (F1 ~0.8 on random weights, and slower than fp32 ONNX on this CPU kind) and ``cuda-fp16`` was
