@@ -154,6 +154,8 @@ def split_trunk(path: str | Path, out_dir: str | Path) -> SplitGraph:
     """Cut ``path`` after its backbone + encoder into two ONNX files in ``out_dir`` (reused when
     complete). Raises ``ValueError`` when the graph has no such boundary."""
     import json
+    import os
+    import shutil
 
     import onnx
     from onnx.utils import extract_model
@@ -179,12 +181,21 @@ def split_trunk(path: str | Path, out_dir: str | Path) -> SplitGraph:
     initializers = {i.name for i in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
     outputs = [o.name for o in graph.output]
-    out.mkdir(parents=True, exist_ok=True)
+    # Cut into a private folder, then rename it into place: a process starting at the same
+    # time never reads half-written parts (the one that loses the race drops its copy).
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
     trunk_inputs = _needed_inputs(graph, cut, inputs)
-    extract_model(str(path), str(out / "trunk.onnx"), trunk_inputs, cut)
+    extract_model(str(path), str(tmp / "trunk.onnx"), trunk_inputs, cut)
     head_inputs = cut + [i for i in _needed_inputs(graph, outputs, inputs, stop=set(cut))]
-    extract_model(str(path), str(out / "head.onnx"), head_inputs, outputs)
-    marker.write_text(json.dumps({"cut": cut, "source": str(path)}), encoding="utf-8")  # last
+    extract_model(str(path), str(tmp / "head.onnx"), head_inputs, outputs)
+    (tmp / "split.json").write_text(json.dumps({"cut": cut, "source": str(path)}), encoding="utf-8")
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process put its (identical) copy there first
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not marker.is_file():
+            raise
     return SplitGraph(out / "trunk.onnx", out / "head.onnx", tuple(cut))
 
 
