@@ -6,7 +6,19 @@
 For every runtime: per-image latency at batch 1 (p50/p90, pre-processing + forward +
 post-processing; JPEG decode excluded, images are decoded once up front), throughput at
 each batch size, and parity against our fp32 torch runtime (greedy matching by score:
-same label and IoU >= 0.5 -> F1; mean IoU and label agreement over matched pairs).
+same label and IoU >= 0.5 -> F1; mean IoU and label agreement over matched pairs). The
+``auto`` row is the runtime ``TRAFFIC_DETECTOR_RUNTIME=auto`` picks on this host, named.
+
+Fidelity on real weights (``--fidelity-model``, default the DEIMv2-Atto graph in
+``shared/models``): the end-to-end graph on ONNX Runtime fp32 (the reference), OpenVINO fp32
+and bf16, and ``auto``, over the street photos: F1 at IoU >= 0.5 (and >= 0.8) with the same
+parity definition, plus their latency, measured interleaved like the main table. The main
+table's "F1 real" column carries each runtime's figure from there (random weights exaggerate
+bf16's effect: near-tied queries flip).
+
+``torch-compile-bf16`` (not a product runtime): ``torch.compile`` (inductor, freezing) over the
+``torch-bf16`` forward; its setup column is the first call, i.e. the compile, with a cold
+inductor cache, and the notes give the first call again with the cache warm (a restart).
 
 Hubs are unreachable here, so ``--build-random`` builds a full-size architecture from its
 config with random weights (speed does not depend on weight values), with live
@@ -124,8 +136,57 @@ def _pipeline_cuda(ctx: BenchContext) -> Runner:
     return run
 
 
-for _name in ("torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16"):
+for _name in (
+    "torch",
+    "torch-bf16",
+    "onnx",
+    "onnx-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-mixed",
+    "auto",
+    "cuda",
+    "cuda-fp16",
+):
     register_runtime(_name)(_ours(_name))
+
+
+@register_runtime("torch-compile-bf16")
+def _torch_compile_bf16(ctx: BenchContext) -> Runner:
+    """``torch.compile`` + bf16 autocast + channels_last; compiled here (counted in setup)."""
+    import torch
+    import torch._inductor.config as inductor
+
+    from bench.runners import as_runner
+    from traffic_platform.config import Settings
+    from traffic_platform.detection import transformers_backend as tb
+    from traffic_platform.detection.onnx_export import sample_images
+    from traffic_platform.domain.detections import ClassThresholds
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(ctx.cache_dir / "inductor"))  # cold
+    inductor.freezing = True  # weights as constants: oneDNN pre-packs them (CPU inference)
+    settings = Settings(home=ctx.cache_dir, model_cache_dir=ctx.cache_dir / "models",
+                        detector_runtime="torch-bf16", detector_threads=ctx.threads,
+                        detector_batch_size=64)  # fmt: skip
+
+    def compiled() -> tuple[Any, float]:
+        loaded = tb._load(ctx.model, settings, "torch-bf16")  # its own copy: torch-bf16 stays eager
+        loaded.forward.model = torch.compile(loaded.forward.model)  # type: ignore[attr-defined]
+        detector = tb.TransformersDetector(
+            loaded, ClassThresholds(default=ctx.threshold), model_name=ctx.model, batch_size=64
+        )
+        started = time.perf_counter()
+        detector.raw_detections(sample_images(loaded.preprocessor.spec, 1, sizes=[(1280, 720)]))
+        return detector, time.perf_counter() - started
+
+    _, cold = compiled()
+    torch._dynamo.reset()  # as a restarted process: only the on-disk inductor cache is left
+    detector, warm = compiled()
+    ctx.notes.append(
+        f"torch-compile-bf16: first call {cold:.0f} s with a cold inductor cache, "
+        f"{warm:.0f} s with it warm (a restart); later shapes (batch sizes) compile again in the warm-up"
+    )
+    return as_runner(detector.raw_detections)
 
 
 # ---------------------------------------------------------------- random full-size models
@@ -214,7 +275,9 @@ def build_random(kind: str, out_dir: Path) -> Path:
 # ---------------------------------------------------------------- measurement
 
 
-def load_images(directory: str | None, limit: int) -> tuple[list[Any], str]:
+def load_images(
+    directory: str | None, limit: int, max_bytes: int | None = 2_000_000
+) -> tuple[list[Any], str]:
     from PIL import Image, ImageOps
 
     if directory and Path(directory).is_dir():
@@ -223,7 +286,7 @@ def load_images(directory: str | None, limit: int) -> tuple[list[Any], str]:
             for p in Path(directory).iterdir()
             if p.suffix.lower() in (".jpg", ".jpeg", ".png")
             and not p.name.startswith("BAD_")
-            and p.stat().st_size < 2_000_000
+            and (max_bytes is None or p.stat().st_size < max_bytes)
         )
         images = []
         for p in files[:limit]:
@@ -243,10 +306,12 @@ def iou(a: Sequence[float], b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def parity(reference: list[list[RawDet]], candidate: list[list[RawDet]]) -> dict[str, float]:
+def parity(
+    reference: list[list[RawDet]], candidate: list[list[RawDet]], min_iou: float = 0.5
+) -> dict[str, float]:
     """Greedy one-to-one matching of reference detections (score order) to candidates.
 
-    F1: a match needs the same label and IoU >= 0.5. Mean IoU: over those matches.
+    F1: a match needs the same label and IoU >= ``min_iou`` (0.5). Mean IoU: over those matches.
     Label agreement: of the reference detections that some candidate box overlaps at
     IoU >= 0.5, the share matched with the same label (sigmoid heads such as RT-DETR's can
     report one box under several labels, so a box-only match would be ambiguous).
@@ -258,7 +323,7 @@ def parity(reference: list[list[RawDet]], candidate: list[list[RawDet]]) -> dict
         n_cand += len(cand)
         used: set[int] = set()
         for label, _, box in ref:
-            best, best_iou, any_overlap = None, 0.5, False
+            best, best_iou, any_overlap = None, min_iou, False
             for j, (clabel, _, cbox) in enumerate(cand):
                 v = iou(box, cbox)
                 any_overlap |= v >= 0.5
@@ -340,6 +405,55 @@ def measure_all(
     return results
 
 
+def measure_fidelity(
+    args: argparse.Namespace, *, images_dir: str | None, cache_dir: Path
+) -> tuple[dict[str, float], list[str]]:
+    """Runtimes of an end-to-end graph with real weights against ONNX Runtime fp32, on the
+    photos: ``({runtime: F1 at IoU >= 0.5}, markdown lines)``. Latency interleaved as above."""
+    from bench.runners import onnx_e2e_runner
+    from traffic_platform.config import Settings
+    from traffic_platform.detection.onnx_e2e import file_sha256, resolve_model
+    from traffic_platform.detection.runtime import MIN_FIDELITY_F1
+
+    names = args.fidelity_runtimes.split(",")
+    if "onnx" not in names:
+        names.insert(0, "onnx")
+    photos, described = load_images(images_dir, 1000, max_bytes=None)  # every photo
+    runners = {}
+    for name in names:
+        runners[name] = onnx_e2e_runner(args.fidelity_model, threads=args.threads,
+                                        threshold=args.fidelity_threshold, runtime=name,
+                                        cache_dir=cache_dir / "openvino")  # fmt: skip
+    measured = measure_all(runners, photos, args.fidelity_runs, [1])
+    reference = measured["onnx"]["outputs"]
+    path, _ = resolve_model(args.fidelity_model, Settings())
+    lines = [
+        "### Fidelity on real weights (end-to-end graph, ONNX Runtime fp32 as the reference)",
+        "",
+        f"- model: `{path.name}` (sha256 {file_sha256(path)[:16]}), real COCO-trained weights; "
+        f"{described}, all labels with score >= {args.fidelity_threshold}; {args.fidelity_runs} run(s), interleaved",
+        f"- a lossy runtime may be chosen by `auto` only with F1 >= {MIN_FIDELITY_F1} here "
+        "(`traffic_platform/detection/runtime.py`, FIDELITY)",
+        "",
+        "| runtime | p50 ms/img | p90 ms/img | vs onnx | F1 (IoU ≥ 0.5) | F1 (IoU ≥ 0.8) | mean IoU | label agree | dets (ref) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    f1s: dict[str, float] = {}
+    base = measured["onnx"]["p50"]
+    for name in names:
+        r = measured[name]
+        chosen = getattr(runners[name], "runtime", name)
+        p, strict = parity(reference, r["outputs"]), parity(reference, r["outputs"], 0.8)
+        f1s.setdefault(chosen, p["f1"])
+        label = f"auto → {chosen}" if name == "auto" else name
+        lines.append(
+            f"| {label} | {r['p50']:.1f} | {r['p90']:.1f} | {base / r['p50']:.2f}x | {p['f1']:.3f} | "
+            f"{strict['f1']:.3f} | {p['mean_iou']:.4f} | {p['label_agreement']:.3f} | {p['n']} ({p['n_ref']}) |"
+        )
+        print(f"fidelity {label}: p50 {r['p50']:.1f} ms, F1 {p['f1']:.3f}", file=sys.stderr)
+    return f1s, lines
+
+
 def record(path: Path, section: str) -> None:
     """Replace the '## Detection' section of ``path`` (or append it); other sections stay as they are."""
     import re
@@ -383,7 +497,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-sizes", default="1,4,8")
-    parser.add_argument("--runtimes", default="pipeline,torch,torch-bf16,onnx,onnx-int8")
+    parser.add_argument(
+        "--runtimes",
+        default="pipeline,torch,torch-bf16,onnx,openvino,openvino-bf16,openvino-mixed,auto",
+    )
+    default_fidelity = ROOT.parent / "shared" / "models" / "deimv2-hgnetv2-atto-coco-onnx"
+    parser.add_argument(
+        "--fidelity-model",
+        default=str(default_fidelity) if default_fidelity.is_dir() else None,
+        help="end-to-end ONNX graph with real weights for the fidelity table ('' to skip)",
+    )
+    parser.add_argument(
+        "--fidelity-runtimes", default="onnx,openvino,openvino-bf16,openvino-mixed,auto"
+    )
+    parser.add_argument("--fidelity-threshold", type=float, default=0.5)
+    parser.add_argument("--fidelity-runs", type=int, default=3)
     parser.add_argument(
         "--threshold", type=float, default=0.3, help="score threshold for parity (all labels)"
     )
@@ -459,6 +587,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: p50 {r['p50']:.1f} ms (setup {setup[name]:.0f} s)", file=sys.stderr)
     results = {n: results[n] for n in args.runtimes.split(",") if n in results}
 
+    fidelity, fidelity_lines = (
+        measure_fidelity(args, images_dir=args.images, cache_dir=work)
+        if args.fidelity_model
+        else ({}, [])
+    )
+
     reference = results.get("torch", {}).get("outputs")
     base = results.get("pipeline", {}).get("p50")
     eager = results.get("torch", {}).get("p50")
@@ -474,15 +608,19 @@ def main(argv: list[str] | None = None) -> int:
     ]
     tput_cols = " | ".join(f"img/s @{b}" for b in batch_sizes)
     lines.append(
-        f"| runtime | p50 ms/img | p90 ms/img | vs pipeline | vs torch | {tput_cols} | F1 | mean IoU | label agree | dets (ref) | setup s |"
+        f"| runtime | p50 ms/img | p90 ms/img | vs pipeline | vs torch | {tput_cols} | F1 | mean IoU | label agree | dets (ref) | F1 real | setup s |"
     )
-    lines.append("|" + "---|" * (10 + len(batch_sizes)))
+    lines.append("|" + "---|" * (11 + len(batch_sizes)))
     for name, r in results.items():
         if "error" in r:
             lines.append(
-                f"| {name} | – | – | – | – | {' | '.join('–' for _ in batch_sizes)} | – | – | – | – | {r['error']} |"
+                f"| {name} | – | – | – | – | {' | '.join('–' for _ in batch_sizes)} | – | – | – | – | – | {r['error']} |"
             )
             continue
+        chosen = getattr(runners[name], "runtime", name)
+        label = f"auto → {chosen}" if name == "auto" else name
+        real = fidelity.get(chosen)
+        real_f1 = f"{real:.3f}" if real is not None else "–"
         p = parity(reference, r["outputs"]) if reference else {}
         tput = " | ".join(f"{r['throughput'][b]:.2f}" for b in batch_sizes)
         vs_base = f"{base / r['p50']:.2f}x" if base else "–"
@@ -492,7 +630,9 @@ def main(argv: list[str] | None = None) -> int:
             if p
             else "– | – | – | –"
         )
-        lines.append(f"| {name} | {r['p50']:.1f} | {r['p90']:.1f} | {vs_base} | {vs_eager} | {tput} | {par} | {r['setup_s']:.0f} |")
+        lines.append(f"| {label} | {r['p50']:.1f} | {r['p90']:.1f} | {vs_base} | {vs_eager} | {tput} | {par} | {real_f1} | {r['setup_s']:.0f} |")
+    if fidelity_lines:
+        lines += ["", "- F1 real: the same runtime on real weights, from the fidelity table below", "", *fidelity_lines]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.record:

@@ -26,15 +26,30 @@ def as_runner(raw_detections: Callable[[list[Any]], list[tuple[list, list, list]
     return run
 
 
-def onnx_e2e_runner(model: str | Path, *, threads: int, threshold: float) -> Runner:
+def onnx_e2e_runner(
+    model: str | Path,
+    *,
+    threads: int,
+    threshold: float,
+    runtime: str = "onnx",
+    cache_dir: Path | None = None,
+) -> Runner:
     """An end-to-end ONNX export (a local ``.onnx`` file or a directory holding one): every label
-    above ``threshold``, one ``session.run`` per call (a list of images is one batch)."""
+    above ``threshold``, one ``session.run`` per call (a list of images is one batch), on
+    ``runtime`` (``onnx``, ``openvino``, ``openvino-bf16`` or ``auto``). The runner's
+    ``runtime`` attribute names the runtime that runs (what ``auto`` chose)."""
     from traffic_platform.config import Settings
     from traffic_platform.detection.onnx_e2e import OnnxEndToEndDetector, resolve_model
+    from traffic_platform.detection.runtime import choose_runtime
 
     path, name = resolve_model(str(model), Settings(detector_threads=threads))
-    detector = OnnxEndToEndDetector(path, model_name=name, threads=threads)
-    return as_runner(lambda images: detector.raw_detections(images, threshold))
+    chosen = choose_runtime(runtime, model_type=None, end_to_end=True)
+    detector = OnnxEndToEndDetector(
+        path, model_name=name, threads=threads, runtime=chosen, cache_dir=cache_dir
+    )
+    run = as_runner(lambda images: detector.raw_detections(images, threshold))
+    run.runtime = detector.runtime  # type: ignore[attr-defined]
+    return run
 
 
 def transformers_runner(
@@ -54,4 +69,6 @@ def transformers_runner(
         thresholds=ClassThresholds(default=threshold),
     )
     detector = TransformersDetector.from_settings(model, settings)
-    return as_runner(detector.raw_detections)
+    run = as_runner(detector.raw_detections)
+    run.runtime = detector.runtime  # type: ignore[attr-defined] - what ``auto`` chose
+    return run

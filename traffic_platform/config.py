@@ -21,7 +21,10 @@ from .domain.redact import redact
 from .domain.timezones import validate_zone
 
 PREFIX = "TRAFFIC_"
-RUNTIME_CHOICES = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16")
+RUNTIME_CHOICES = (
+    "auto", "torch", "torch-bf16", "onnx", "onnx-int8", "openvino", "openvino-bf16", "openvino-mixed",
+    "cuda", "cuda-fp16",
+)  # fmt: skip (detection.runtime.RUNTIMES, plus auto)
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Settings:
     s3_kms_key_id: str | None = None
     detector: str = "local:PekingU/rtdetr_v2_r18vd"
     detector_model_name: str | None = None  # name stored with detections; default: the spec's target
-    detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8 | cuda | cuda-fp16
+    detector_runtime: str = "auto"  # auto | torch | torch-bf16 | onnx | onnx-int8 | openvino | openvino-bf16 | openvino-mixed | cuda | cuda-fp16
     detector_threads: int = 0  # 0: all cores
     detector_batch_size: int = 4
     model_cache_dir: Path | None = None

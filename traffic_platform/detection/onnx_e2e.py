@@ -33,6 +33,14 @@ Measured for a 320×320 model on one shared 2-core host (Pillow 13, interleaved 
 the resize of a picture the caller already decoded (ingest decodes fully for its checks).
 So ``"auto"`` (default) uses it for a picture still lazy from ``Image.open``.
 
+Runtime (``TRAFFIC_DETECTOR_RUNTIME``): ``onnx`` (ONNX Runtime fp32, the reference),
+``openvino`` (OpenVINO fp32), ``openvino-bf16`` (OpenVINO at bf16 inference precision) or
+``openvino-mixed`` (bf16 backbone + encoder, fp32 after them; :mod:`.openvino_runtime`); the
+lossy ones' F1 against ONNX Runtime on DEIMv2 is in :data:`.runtime.FIDELITY`; ``auto`` per
+:func:`.runtime.choose_runtime`. The graph, the pre-processing and the decoding of its outputs
+are the same for all of them, so are the output format and the per-class thresholds; a bf16
+runtime tags ``model_version`` (``+bf16``, ``+bf16mix``).
+
 ``TRAFFIC_DETECTOR=onnx:<file.onnx | directory | s3://bucket/key.onnx | s3://bucket/prefix/>``.
 An S3 model is fetched through the shared model cache (:mod:`.model_cache`: a folder per set of
 objects + ETags in ``TRAFFIC_MODEL_CACHE_DIR``, with a completion marker), together with any
@@ -43,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +67,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from ..config import Settings
+
+log = logging.getLogger(__name__)
 
 INPUT_IMAGES = "images"
 INPUT_SIZES = "orig_target_sizes"
@@ -181,10 +192,12 @@ def _parse_id2label(raw: Any) -> dict[int, str]:
 
 
 class OnnxEndToEndDetector(Detector):
-    """An end-to-end DETR ONNX graph run by ONNX Runtime. Create once; ``detect`` is thread-safe.
+    """An end-to-end DETR ONNX graph run by ONNX Runtime or OpenVINO. Create once; ``detect`` is
+    thread-safe.
 
-    ONNX Runtime's ``InferenceSession.run`` may be called from several threads at once, and
-    every buffer here is local to a call, so no lock is needed.
+    ONNX Runtime's ``InferenceSession.run`` may be called from several threads at once, an
+    OpenVINO graph keeps one infer request per thread, and every buffer here is local to a
+    call, so no lock is needed.
     """
 
     def __init__(
@@ -196,9 +209,12 @@ class OnnxEndToEndDetector(Detector):
         thresholds: ClassThresholds | None = None,
         metadata: ModelMetadata | None = None,
         reduced_decode: str = "auto",
+        runtime: str = "onnx",
+        cache_dir: str | Path | None = None,
     ) -> None:
         import numpy as np
-        import onnxruntime as ort
+
+        from .runtime import E2E_RUNTIMES, LOSSY_SUFFIX, require_native_bf16
 
         if reduced_decode not in REDUCED_DECODE_POLICIES:
             raise ConfigurationError(
@@ -208,24 +224,21 @@ class OnnxEndToEndDetector(Detector):
         path = Path(model_path)
         self.model_path = path
         self.model_name = model_name or path.name
-        self.model_version = file_sha256(path)[:16]
+        if runtime not in E2E_RUNTIMES:
+            raise ConfigurationError(
+                f"TRAFFIC_DETECTOR_RUNTIME={runtime} cannot run an end-to-end ONNX graph; "
+                f"use auto or one of {', '.join(E2E_RUNTIMES)}."
+            )
+        require_native_bf16(runtime)
+        self.runtime = runtime
+        self.model_version = file_sha256(path)[:16] + LOSSY_SUFFIX.get(runtime, "")
         self.thresholds = thresholds or ClassThresholds()
         self.metadata = metadata if metadata is not None else ModelMetadata.for_model(path)
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle intra-op threads spin by default; on a small shared host that steals the core
-        # the request thread and the persistence worker need (bench/ingest.py: 41 -> 29 ms).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self._session = ort.InferenceSession(
-                str(path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise ConfigurationError(f"ONNX Runtime cannot load {self.model_name}: {exc}") from None
+        self._session = (
+            self._onnxruntime_session(path, threads)
+            if runtime == "onnx"
+            else self._openvino_graph(path, runtime, threads, cache_dir)
+        )
         self._check_contract()
 
         mean = (
@@ -243,12 +256,65 @@ class OnnxEndToEndDetector(Detector):
         self._sub = (mean / std).astype(np.float32).reshape(1, 3, 1, 1)
         self._normalise = bool(np.any(self._sub != 0))
 
+    def _onnxruntime_session(self, path: Path, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle intra-op threads spin by default; on a small shared host that steals the core
+        # the request thread and the persistence worker need (bench/ingest.py: 41 -> 29 ms).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise ConfigurationError(f"ONNX Runtime cannot load {self.model_name}: {exc}") from None
+
+    def _openvino_graph(
+        self, path: Path, runtime: str, threads: int, cache_dir: str | Path | None
+    ) -> Any:
+        try:
+            from .openvino_runtime import open_graph
+
+            return open_graph(path, runtime=runtime, threads=threads, cache_dir=cache_dir)
+        except Exception as exc:  # ImportError, or OpenVINO's own errors on a bad graph
+            raise ConfigurationError(f"OpenVINO cannot load {self.model_name}: {exc}") from None
+
     # ----------------------------------------------------------------- construction
     @classmethod
     def from_settings(cls, target: str, settings: Settings) -> OnnxEndToEndDetector:
         """``target``: a ``.onnx`` file, a directory holding one, or an ``s3://`` URI."""
+        from .runtime import E2E_RUNTIMES, choose_runtime
+
         path, name = resolve_model(target, settings)
-        return cls(path, model_name=settings.detector_model_name or name, threads=settings.threads, thresholds=settings.thresholds)
+        requested = settings.detector_runtime
+        if requested != "auto" and requested not in E2E_RUNTIMES:
+            # A transformers runtime (torch, cuda, ...) names nothing for a graph: its fp32 reference.
+            log.warning(
+                "TRAFFIC_DETECTOR_RUNTIME=%s does not apply to an ONNX graph; using onnx", requested
+            )
+            requested = "onnx"
+        runtime = choose_runtime(requested, model_type=None, end_to_end=True)
+        kwargs: dict[str, Any] = {
+            "model_name": settings.detector_model_name or name,
+            "threads": settings.threads,
+            "thresholds": settings.thresholds,
+            "cache_dir": Path(settings.model_cache_dir or settings.home / "models") / "openvino",
+        }
+        try:
+            return cls(path, runtime=runtime, **kwargs)
+        except ConfigurationError:
+            if requested != "auto" or runtime == "onnx":
+                raise
+            # auto: OpenVINO could not compile this graph; ONNX Runtime is the reference anyway.
+            return cls(path, runtime="onnx", **kwargs)
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "runtime": self.runtime}
 
     def _check_contract(self) -> None:
         name = self.model_name

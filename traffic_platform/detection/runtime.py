@@ -4,23 +4,46 @@ Machines of the same kind land on different CPUs (see ``shared/PERF-NOTES.md``: 
 host has AMX, another only AVX-512 BF16), so the runtime is chosen at start-up from
 what *this* host declares, never from a table measured elsewhere.
 
-The ``auto`` rule (:func:`choose_runtime`), from ``bench/RESULTS.md``:
+Runtimes (``TRAFFIC_DETECTOR_RUNTIME``): ``torch`` (eager fp32, the reference), ``torch-bf16``
+(bf16 autocast + channels_last), ``onnx`` / ``onnx-int8`` (ONNX Runtime on the exported
+graph), ``openvino`` / ``openvino-bf16`` (OpenVINO's CPU plugin on the same ONNX graph, fp32 /
+bf16: AMX tiles on Intel, AVX-512 BF16 elsewhere), ``openvino-mixed`` (bf16 backbone + encoder,
+fp32 from the query selection on: :mod:`.openvino_runtime`), ``cuda`` / ``cuda-fp16``.
+End-to-end ONNX graphs (``onnx:``, DEIMv2) take ``onnx`` and the three ``openvino*``.
 
-0. torch sees a CUDA GPU -> ``cuda`` (eager fp32 on the GPU; ``cuda-fp16`` is the lossy,
-   faster option, measured on an H100 in ``bench/RESULTS.md``);
-1. the CPU has AMX (``amx_bf16`` in ``/proc/cpuinfo``) -> ``torch-bf16`` (bf16 autocast +
-   channels_last; AMX made bf16 GEMM 3x fp32 on the AMX host of ``shared/PERF-NOTES.md``);
-   bf16 is lossy (parity F1 ~0.93 vs fp32 on RT-DETR-R18), so it needs AMX's margin;
-2. otherwise -> ``onnx`` (ONNX Runtime fp32): on the AVX-512-BF16-without-AMX host it was
-   3x eager torch at exact parity (F1 1.000) on RT-DETRv2-R18; the export is checked
-   against eager at first use and, under ``auto``, a failed export falls back to ``torch``;
-3. ``torch`` (eager fp32) is the fallback that is always correct.
+The ``auto`` rule (:func:`choose_runtime`), from ``bench/RESULTS.md``; a lossy runtime is a
+candidate only while :data:`FIDELITY` records F1 >= :data:`MIN_FIDELITY_F1` for it on real
+weights (DEIMv2-Atto on the street photos against ONNX Runtime fp32):
 
-``onnx-int8`` is never chosen automatically: on this CPU kind it was slower than fp32 ONNX
-and lost parity (F1 ~0.8).
+0. torch sees a CUDA GPU -> ``cuda`` (transformers checkpoints; eager fp32 on the GPU);
+1. the CPU has AMX (``amx_bf16``) -> ``torch-bf16`` for checkpoints (2.4x the pipeline on the
+   AMX host, F1 0.989 on real weights, ``shared/PERF-NOTES.md``; OpenVINO was not measured on
+   an AMX host, so what was measured there stays);
+2. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``) and OpenVINO imports -> the
+   first of ``openvino-bf16``, ``openvino-mixed`` that passes its check. On the AVX-512-BF16
+   EPYC ``openvino-bf16`` was the fastest CPU runtime but F1 0.978 (it runs softmax, norms and
+   the box decoding in bf16 too: scores moved by up to 0.08 across the 0.5 threshold), so it is
+   out; ``openvino-mixed`` kept F1 0.986 and is the choice there. A graph it cannot cut (no
+   ``*/backbone/*`` / ``*/encoder/*`` nodes) falls back to ``onnx``;
+3. otherwise -> ``onnx`` (ONNX Runtime fp32, exact parity). ``openvino`` fp32 is lossless but
+   was 0.85-0.94x ONNX Runtime on RT-DETRv2 and 1.1-1.2x on DEIMv2 on the EPYC, and its thread
+   pool is unmeasured on the ingest path (where ORT runs without spinning), so the reference
+   runtime stays. The export is checked against eager at first use and, under ``auto``, a
+   failed export falls back to ``torch`` (a failed OpenVINO compile or cut to ``onnx``).
 
-``TRAFFIC_DETECTOR_RUNTIME`` overrides the rule; ``torch-bf16`` on a host without bf16
-instructions is refused at start-up (it would run emulated, slower than fp32).
+End-to-end graphs follow steps 2 and 3 (they cannot run on torch). Hosts measured: the AMD
+EPYC with AVX-512 BF16 (OpenVINO, ONNX Runtime, torch) and, in ``shared/PERF-NOTES.md``, an
+Intel host with AMX (torch, ONNX Runtime; not OpenVINO); AVX2-only and AVX-512-without-BF16
+hosts get the lossless ``onnx`` by construction.
+
+:func:`fidelity_checked` is that gate. ``onnx-int8`` has no check
+(F1 ~0.8 on random weights, and slower than fp32 ONNX on this CPU kind) and ``cuda-fp16`` was
+slower than fp32: neither is chosen automatically.
+
+``TRAFFIC_DETECTOR_RUNTIME`` overrides the rule; ``torch-bf16`` / ``openvino-bf16`` on a host
+without bf16 instructions are refused at start-up (they would run emulated, slower than fp32).
+``torch.compile`` is not a runtime: on the AVX-512-BF16 EPYC it was slower than plain bf16
+(374 vs 343 ms) after a 126 s first call (64 s with a warm inductor cache; ``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -30,8 +53,67 @@ import os
 import platform
 from dataclasses import dataclass, field
 
-RUNTIMES = ("torch", "torch-bf16", "onnx", "onnx-int8", "cuda", "cuda-fp16")
+RUNTIMES = (
+    "torch",
+    "torch-bf16",
+    "onnx",
+    "onnx-int8",
+    "openvino",
+    "openvino-bf16",
+    "openvino-mixed",
+    "cuda",
+    "cuda-fp16",
+)
+# What an end-to-end ONNX graph (``TRAFFIC_DETECTOR=onnx:``) can run on.
+E2E_RUNTIMES = ("onnx", "openvino", "openvino-bf16", "openvino-mixed")
+OPENVINO_RUNTIMES = frozenset({"openvino", "openvino-bf16", "openvino-mixed"})
+BF16_RUNTIMES = frozenset({"torch-bf16", "openvino-bf16", "openvino-mixed"})
+# Lossy runtimes tag the model version so their detections are never mixed with fp32 ones.
+LOSSY_SUFFIX = {
+    "torch-bf16": "+bf16",
+    "openvino-bf16": "+bf16",
+    "openvino-mixed": "+bf16mix",
+    "onnx-int8": "+int8",
+    "cuda-fp16": "+fp16",
+}
+MIN_FIDELITY_F1 = 0.98
 
+
+@dataclass(frozen=True)
+class FidelityCheck:
+    """A lossy runtime's detections against fp32 on real (trained) weights."""
+
+    f1: float
+    model: str
+    reference: str
+    measured: str  # where and when (bench/RESULTS.md section)
+
+
+# Checks on real weights (random-weight models have near-tied queries and exaggerate the loss).
+# F1: same label and IoU >= 0.5, every label with score >= 0.5 (``bench/detect.py``'s parity).
+FIDELITY: dict[str, FidelityCheck] = {
+    # Below the bar: bf16 moved scores by up to ~0.08 and boxes (mean IoU 0.975), so 3 of 138
+    # detections crossed the 0.5 threshold. Fast (2.4-2.6x the pipeline on RT-DETRv2-R18), not chosen.
+    "openvino-bf16": FidelityCheck(
+        f1=0.978,
+        model="DEIMv2-Atto (ONNX), 27 street photos",
+        reference="ONNX Runtime fp32",
+        measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
+    ),
+    # bf16 backbone + encoder, fp32 from the query selection on (openvino_runtime.split_trunk).
+    "openvino-mixed": FidelityCheck(
+        f1=0.986,
+        model="DEIMv2-Atto (ONNX), 27 street photos",
+        reference="ONNX Runtime fp32",
+        measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
+    ),
+    "torch-bf16": FidelityCheck(
+        f1=0.989,
+        model="DEIMv2-Atto, 41 street photos (IoU >= 0.8)",
+        reference="fp32",
+        measured="shared/PERF-NOTES.md, 2026-12-01",
+    ),
+}
 # model_type values whose TorchScript ONNX export is verified in the tests (others are
 # checked against eager at export time all the same).
 ONNX_VERIFIED_MODEL_TYPES = frozenset({"detr", "yolos", "rt_detr", "rt_detr_v2"})
@@ -115,20 +197,60 @@ def host_info() -> HostInfo:
     )
 
 
-def choose_runtime(requested: str, *, model_type: str | None, host: HostInfo | None = None) -> str:
-    """The runtime to use for ``requested`` (``auto`` or one of :data:`RUNTIMES`) on ``host``."""
+def fidelity_checked(runtime: str) -> bool:
+    """True for lossless runtimes, and for lossy ones with a recorded F1 >= the minimum."""
+    if runtime not in LOSSY_SUFFIX:
+        return True
+    check = FIDELITY.get(runtime)
+    return check is not None and check.f1 >= MIN_FIDELITY_F1
+
+
+def choose_runtime(
+    requested: str,
+    *,
+    model_type: str | None,
+    host: HostInfo | None = None,
+    openvino: bool | None = None,
+    end_to_end: bool = False,
+) -> str:
+    """The runtime for ``requested`` (``auto`` or a name) on ``host``; see the module docstring.
+
+    ``openvino``: whether OpenVINO imports (default: try it); ``end_to_end``: the model is an
+    end-to-end ONNX graph, which runs on :data:`E2E_RUNTIMES` only.
+    """
     host = host or host_info()
+    allowed = E2E_RUNTIMES if end_to_end else RUNTIMES
     if requested != "auto":
-        if requested not in RUNTIMES:
+        if requested not in allowed:
             raise ValueError(
-                f"unknown detector runtime {requested!r}; expected auto or one of {', '.join(RUNTIMES)}"
+                f"unknown detector runtime {requested!r}; expected auto or one of {', '.join(allowed)}"
             )
         return requested
-    if cuda_available():
+    if not end_to_end and cuda_available():
         return "cuda"
-    if host.has_amx:
-        return "torch-bf16"
+    if openvino is None:
+        from .openvino_runtime import available
+
+        openvino = available()
+    if not end_to_end and host.has_amx and fidelity_checked("torch-bf16"):
+        return "torch-bf16"  # measured on the AMX host; OpenVINO was not measured there
+    if openvino and host.native_bf16:
+        for candidate in ("openvino-bf16", "openvino-mixed"):  # fastest first
+            if fidelity_checked(candidate):
+                return candidate
     return "onnx"
+
+
+def require_native_bf16(runtime: str, host: HostInfo | None = None) -> None:
+    """Refuse a bf16 runtime on a CPU that would emulate bf16 (slower than fp32)."""
+    from ..domain.errors import ConfigurationError
+
+    host = host or host_info()
+    if runtime in BF16_RUNTIMES and not host.native_bf16:
+        raise ConfigurationError(
+            f"TRAFFIC_DETECTOR_RUNTIME={runtime} needs a CPU with bf16 instructions (amx_bf16 or "
+            f"avx512_bf16); this host ({host.cpu_model}) has neither. Use an fp32 runtime."
+        )
 
 
 def cuda_available() -> bool:
@@ -138,4 +260,19 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-__all__ = ["HostInfo", "ONNX_VERIFIED_MODEL_TYPES", "RUNTIMES", "choose_runtime", "host_info"]
+__all__ = [
+    "BF16_RUNTIMES",
+    "E2E_RUNTIMES",
+    "FIDELITY",
+    "LOSSY_SUFFIX",
+    "MIN_FIDELITY_F1",
+    "ONNX_VERIFIED_MODEL_TYPES",
+    "OPENVINO_RUNTIMES",
+    "RUNTIMES",
+    "FidelityCheck",
+    "HostInfo",
+    "choose_runtime",
+    "fidelity_checked",
+    "host_info",
+    "require_native_bf16",
+]

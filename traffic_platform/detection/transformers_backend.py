@@ -13,7 +13,8 @@ What runs per batch, and why it equals ``pipeline("object-detection")``:
    ``torch`` eager fp32 under ``inference_mode``; ``torch-bf16`` bf16 autocast +
    channels_last (only on CPUs with bf16 instructions); ``onnx`` / ``onnx-int8`` ONNX
    Runtime on a graph exported on first use into the model cache (or found beside the
-   checkpoint);
+   checkpoint); ``openvino`` / ``openvino-bf16`` / ``openvino-mixed`` OpenVINO on that graph
+   (:mod:`.openvino_runtime`; under ``auto`` a failed compile falls back to ``onnx``);
 3. post-processing: the checkpoint's own ``post_process_object_detection`` at the lowest
    class threshold, then :func:`~traffic_platform.domain.detections.to_traffic_detections`.
 
@@ -24,7 +25,7 @@ size anyway) run one forward per distinct input size, so a batch gives the same 
 as single images.
 
 ``model_version`` is the hub revision if known, else the first 16 hex of sha256 over the
-weight files; lossy runtimes add a suffix (``+bf16``, ``+int8``) so their detections are
+weight files; lossy runtimes add a suffix (``+bf16``, ``+int8``, ``+fp16``) so their detections are
 never mixed up with fp32 ones.
 """
 
@@ -46,14 +47,12 @@ from ..domain.errors import ConfigurationError
 from .base import Detector, ImageInput
 from .model_source import ResolvedModel, model_version, resolve_model
 from .preprocess import Preprocessor, gpu_batch
-from .runtime import choose_runtime, host_info
+from .runtime import LOSSY_SUFFIX, OPENVINO_RUNTIMES, choose_runtime, require_native_bf16
 
 if TYPE_CHECKING:
     from ..config import Settings
 
 log = logging.getLogger(__name__)
-
-LOSSY_SUFFIX = {"torch-bf16": "+bf16", "onnx-int8": "+int8", "cuda-fp16": "+fp16"}
 
 
 @dataclass
@@ -136,6 +135,54 @@ class _OnnxForward(_Forward):
         return torch.from_numpy(logits), torch.from_numpy(boxes)
 
 
+class _OpenVinoForward(_Forward):
+    """OpenVINO's CPU plugin on the exported fp32 graph: fp32, bf16, or mixed (bf16 trunk)."""
+
+    def __init__(self, onnx_path: Path, *, threads: int, name: str, cache_dir: Path | None):
+        from .openvino_runtime import open_graph
+
+        self.name = name
+        self.path = onnx_path
+        self.graph = open_graph(onnx_path, runtime=name, threads=threads, cache_dir=cache_dir)
+        self.input_names = {i.name for i in self.graph.get_inputs()}
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        import torch
+
+        feed = {k: v for k, v in inputs.items() if k in self.input_names}
+        logits, boxes = self.graph.run(["logits", "pred_boxes"], feed)
+        return torch.from_numpy(logits), torch.from_numpy(boxes)
+
+
+def _graph_forward(
+    onnx_dir: Path, runtime: str, settings: Settings, *, requested: str
+) -> tuple[_Forward, str]:
+    """The ONNX Runtime or OpenVINO forward over an export directory, and the runtime it runs.
+
+    Under ``auto`` an OpenVINO compile failure falls back to ONNX Runtime fp32.
+    """
+    from .onnx_export import FP32_FILE, INT8_FILE
+
+    if runtime in OPENVINO_RUNTIMES:
+        cache = Path(settings.model_cache_dir or "var/models") / "openvino"
+        try:
+            return (
+                _OpenVinoForward(
+                    onnx_dir / FP32_FILE, threads=settings.threads, name=runtime, cache_dir=cache
+                ),
+                runtime,
+            )
+        except Exception as exc:  # noqa: BLE001 - missing package or an unsupported op
+            if requested != "auto":
+                raise ConfigurationError(
+                    f"TRAFFIC_DETECTOR_RUNTIME={runtime}: OpenVINO cannot run {onnx_dir / FP32_FILE}: {exc}"
+                ) from exc
+            log.warning("OpenVINO failed; falling back to ONNX Runtime", extra={"error": str(exc)[:300]})
+            runtime = "onnx"
+    path = onnx_dir / (INT8_FILE if runtime == "onnx-int8" else FP32_FILE)
+    return _OnnxForward(path, threads=settings.threads, name=runtime), runtime
+
+
 @dataclass
 class LoadedModel:
     """Everything loaded once per process for one checkpoint + runtime."""
@@ -202,14 +249,10 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
     except (OSError, ValueError) as exc:
         raise ConfigurationError(f"TRAFFIC_DETECTOR: cannot load model {target!r}: {exc}") from exc
     runtime = choose_runtime(requested, model_type=config.model_type)
-    if runtime == "torch-bf16" and not host_info().native_bf16:
-        raise ConfigurationError(
-            "TRAFFIC_DETECTOR_RUNTIME=torch-bf16 needs a CPU with bf16 instructions (amx_bf16 or avx512_bf16); "
-            f"this host ({host_info().cpu_model}) has neither. Use torch or onnx."
-        )
+    require_native_bf16(runtime)
     preprocessor = Preprocessor.from_processor(processor)
     _check_preprocessing(preprocessor, processor)
-    from .onnx_export import FP32_FILE, INT8_FILE, read_metadata
+    from .onnx_export import INT8_FILE, read_metadata
 
     export_meta = read_metadata(resolved.location) if resolved.is_local else None
     if (
@@ -218,10 +261,11 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
         and not any(Path(resolved.location).glob("*.bin"))
     ):
         # An exported directory (``traffic-platform model export``): ONNX only, no torch weights.
-        if runtime not in ("onnx", "onnx-int8"):
+        if runtime not in ("onnx", "onnx-int8", *OPENVINO_RUNTIMES):
             if requested != "auto":
                 raise ConfigurationError(
-                    f"TRAFFIC_DETECTOR: {target!r} holds only an ONNX export; use runtime onnx or onnx-int8."
+                    f"TRAFFIC_DETECTOR: {target!r} holds only an ONNX export; use runtime onnx, "
+                    "onnx-int8, openvino or openvino-bf16."
                 )
             runtime = "onnx"
         version = str(export_meta["model_version"])
@@ -230,11 +274,7 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
             raise ConfigurationError(
                 f"TRAFFIC_DETECTOR: {target!r} has no {INT8_FILE}; export it with --int8."
             )
-        forward: _Forward = _OnnxForward(
-            onnx_dir / (INT8_FILE if runtime == "onnx-int8" else FP32_FILE),
-            threads=settings.threads,
-            name=runtime,
-        )
+        forward, runtime = _graph_forward(onnx_dir, runtime, settings, requested=requested)
         takes_mask = "pixel_mask" in forward.input_names  # type: ignore[attr-defined]
     else:
         version = model_version(config, resolved)
@@ -268,11 +308,7 @@ def _load(target: str, settings: Settings, requested: str) -> LoadedModel:
                 forward = _TorchForward(model, runtime="torch", takes_mask=takes_mask)
             else:
                 del model  # the torch weights are not needed once the graph exists
-                forward = _OnnxForward(
-                    onnx_dir / (INT8_FILE if runtime == "onnx-int8" else FP32_FILE),
-                    threads=settings.threads,
-                    name=runtime,
-                )
+                forward, runtime = _graph_forward(onnx_dir, runtime, settings, requested=requested)
     log.info(
         "detector loaded",
         extra={

@@ -119,7 +119,7 @@ def test_decodes_labels_drops_non_traffic_and_names_the_model(graphs):
     ]  # no traffic light, dog
     assert det.model_name == "tiny_e2e.onnx"
     assert det.model_version == hashlib.sha256(graphs["main"].read_bytes()).hexdigest()[:16]
-    assert det.describe() == {"model_name": "tiny_e2e.onnx", "model_version": det.model_version}
+    assert det.describe() == {"model_name": "tiny_e2e.onnx", "model_version": det.model_version, "runtime": "onnx"}
     assert det.input_size == (64, 64)  # from the graph's static shape, no sidecar
 
 
@@ -562,7 +562,7 @@ def test_s3_model_is_downloaded_once_with_its_sidecar(
 
     monkeypatch.setattr(model_cache, "_download", counting)
     settings = Settings(home=tmp_path, model_cache_dir=tmp_path / "cache", s3_endpoint_url=moto_endpoint, detector_threads=1,
-                        thresholds=ALL)  # fmt: skip
+                        thresholds=ALL, detector_runtime="onnx")  # fmt: skip
     uri = f"s3://{bucket}/detectors/e2e/tiny_e2e.onnx"
     first = OnnxEndToEndDetector.from_settings(uri, settings)
     assert downloads[0] == "detectors/e2e/tiny_e2e.onnx"
@@ -594,7 +594,7 @@ def test_s3_model_is_downloaded_once_with_its_sidecar(
 def test_s3_download_interrupted_before_the_marker_is_redone(graphs, s3, moto_endpoint, tmp_path):
     client, bucket = s3
     client.upload_file(str(graphs["main"]), bucket, "m/tiny_e2e.onnx")
-    settings = Settings(home=tmp_path, s3_endpoint_url=moto_endpoint, detector_threads=1)
+    settings = Settings(home=tmp_path, s3_endpoint_url=moto_endpoint, detector_threads=1, detector_runtime="onnx")
     uri = f"s3://{bucket}/m/tiny_e2e.onnx"
     path, _ = onnx_e2e.fetch_s3_model(uri, settings)
     (path.parent / ".complete").unlink()

@@ -189,7 +189,10 @@ def test_exported_directory_runs_without_torch_weights(models, images, tmp_path)
     export_dir = tmp_path / "exported"
     main([str(models["yolos"]), str(export_dir)])  # the CLI entry
     assert not list(export_dir.glob("*.safetensors"))
-    detector = TransformersDetector.from_settings(str(export_dir), settings_for(tmp_path, "auto"))
+    auto = TransformersDetector.from_settings(str(export_dir), settings_for(tmp_path, "auto"))
+    # auto runs the graph (ONNX Runtime, or OpenVINO bf16 on a bf16 CPU), never torch
+    assert auto.runtime in ("onnx", "openvino-bf16", "openvino-mixed")
+    detector = TransformersDetector.from_settings(str(export_dir), settings_for(tmp_path, "onnx"))
     assert detector.runtime == "onnx"
     reference = TransformersDetector.from_settings(
         str(models["yolos"]), settings_for(tmp_path, "torch")
