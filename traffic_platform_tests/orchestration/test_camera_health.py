@@ -285,3 +285,33 @@ class _FrozenNow:
 
     def __getattr__(self, name):
         return getattr(datetime, name)
+
+
+def test_the_readable_check_expects_undecodable_distorted_images_but_not_missing_ones(db_url, repo, tmp_path,
+                                                                                     make_record):
+    """The demo keeps a truncated JPEG under distorted/ (image_undecodable): that is no warning."""
+    from traffic_platform.domain.captures import DISTORTED
+
+    from .. import images
+
+    uri = f"file://{tmp_path / 'objects'}"
+    store = open_object_store(Settings(object_store_uri=uri))
+    good = images.jpeg_bytes(images.street_scene(320, 180, seed=3), quality=85)
+    day = hs.PARTITION.split("-")
+    stamp = f"{day[2]}-{day[1]}-{day[0]}"
+    store.put("images/good.jpg", good, "image/jpeg")
+    store.put("distorted/broken.jpg", good[: len(good) // 3], "image/jpeg")
+    repo.save_capture(make_record(f"a_Leuven_Belgium_{stamp}_10-00-00.jpg", image_key="images/good.jpg"))
+    repo.save_capture(make_record(f"a_Leuven_Belgium_{stamp}_10-01-00.jpg", image_key="distorted/broken.jpg",
+                                  status=DISTORTED, quality_reasons=["image_undecodable"], detections=[],
+                                  model_name=None, model_version=None))
+    resources = {"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource(uri=uri)}
+
+    def readable() -> bool:
+        result = dg.materialize([*REPORTING_ASSETS, HEALTH_CHECKS[2]], partition_key=hs.PARTITION, resources=resources)
+        (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "capture_features_images_readable"]
+        return evaluation.passed
+
+    assert readable()
+    repo.save_capture(make_record(f"a_Leuven_Belgium_{stamp}_10-02-00.jpg", image_key="images/gone.jpg"))
+    assert not readable()  # an accepted capture whose image is not in the store
