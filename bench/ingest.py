@@ -70,8 +70,8 @@ FAKE_AWS_ENV = {
     "AWS_REGION": REGION,
 }
 HEAVY_MODULES = ("numpy", "PIL", "sqlalchemy", "boto3", "botocore", "onnxruntime", "torch", "pandas", "dagster", "transformers")
-TARGET_FACTOR_BARE = 1.15
-TARGET_SPEEDUP = 3.0
+TARGET_FACTOR_BARE = 1.2  # issue 19: HTTP answer p50 <= 1.2x bare decode + resize + forward, c=1
+TARGET_SPEEDUP = 5.0  # issue 19: >= 5x the source system's path rebuilt on the same model
 TARGET_IMPORT_MS = 300.0
 
 
@@ -406,11 +406,18 @@ def build_tiny_model(workdir: Path) -> str:
     return f"onnx:{folder}"
 
 
-def bare_model(detector: Any, decoded: list[Any], rounds: int) -> dict[str, float]:
-    """The detector alone on already-decoded pictures; and pre-processing / forward split (ONNX)."""
+def bare_model(detector: Any, decoded: list[Any], rounds: int, uploads: Sequence[bytes] = ()) -> dict[str, float]:
+    """The detector alone on already-decoded pictures; and pre-processing / forward split (ONNX);
+    with ``uploads`` (the same photos' bytes) also the bare path a script would run: Pillow's
+    ``Image.open(...).convert("RGB")`` + ``detect_one`` (decode + resize + forward)."""
+    import io
+
+    from PIL import Image
+
     from traffic_platform.detection.base import ImageInput
 
     calls: list[float] = []
+    full: list[float] = []
     pre: list[float] = []
     fwd: list[float] = []
     has_forward = hasattr(detector, "forward") and hasattr(detector, "preprocess")
@@ -424,6 +431,10 @@ def bare_model(detector: Any, decoded: list[Any], rounds: int) -> dict[str, floa
             t = time.perf_counter()
             detector.detect_one(item)
             calls.append((time.perf_counter() - t) * 1e3)
+            if uploads:
+                t = time.perf_counter()
+                detector.detect_one(ImageInput(Image.open(io.BytesIO(uploads[i])).convert("RGB")))
+                full.append((time.perf_counter() - t) * 1e3)
             if has_forward:
                 t = time.perf_counter()
                 detector.preprocess([item])
@@ -432,7 +443,8 @@ def bare_model(detector: Any, decoded: list[Any], rounds: int) -> dict[str, floa
                 t = time.perf_counter()
                 detector.forward(tensor, sizes)
                 fwd.append((time.perf_counter() - t) * 1e3)
-    return {"detect_one_p50": p50(calls), "detect_one_p90": pct(calls, 0.9), "preprocess_p50": p50(pre), "forward_p50": p50(fwd), "n": len(calls)}
+    return {"detect_one_p50": p50(calls), "detect_one_p90": pct(calls, 0.9), "preprocess_p50": p50(pre), "forward_p50": p50(fwd), "n": len(calls),
+            "decode_detect_p50": p50(full) if full else p50(calls), "decode_detect_p90": pct(full, 0.9) if full else pct(calls, 0.9)}
 
 
 # --------------------------------------------------------------------------- Lambda cold start
@@ -651,8 +663,8 @@ def main(argv: list[str] | None = None) -> int:
         model_desc = detector.describe()
 
         log(f"bare model: {args.bare_rounds} passes over {len(decoded_pictures)} decoded photos ...")
-        bare = bare_model(detector, decoded_pictures, args.bare_rounds)
-        log(f"  detect_one p50 {bare['detect_one_p50']:.1f} ms (preprocess {fmt(bare['preprocess_p50'])}, forward {fmt(bare['forward_p50'])})")
+        bare = bare_model(detector, decoded_pictures, args.bare_rounds, [i["data"] for i in images])
+        log(f"  decode + detect_one p50 {bare['decode_detect_p50']:.1f} ms; detect_one p50 {bare['detect_one_p50']:.1f} ms (preprocess {fmt(bare['preprocess_p50'])}, forward {fmt(bare['forward_p50'])})")
 
         # Micro: the cost of one durable write like the spool's (file fsync + dir fsync).
         fsyncs = []
@@ -914,7 +926,7 @@ def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pix
 
 def render(*, mach, load_before, load_after, model_spec, model_desc, images, skipped, args, levels, results, bare, burst, cold, lam, diag, fsync_p50, integrity, elapsed) -> str:
     src1, our1 = results["source"][1], results["ours"][1]
-    bare_ms = bare["detect_one_p50"]
+    bare_ms = bare["decode_detect_p50"]  # the issue's denominator: bare decode + resize + forward
     ratio_bare = our1["p50"] / bare_ms
     speedup = src1["p50"] / our1["p50"]
     cmax = max(levels)
@@ -953,8 +965,10 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     add(f"| errors (non-201) | {sum(results['source'][c]['errors'] for c in levels)} | {sum(results['ours'][c]['errors'] for c in levels)} |")
     add("")
     add(
-        f"Bare model on already-decoded photos (`detector.detect_one(ImageInput(img))`, {bare['n']} calls): "
-        f"p50 **{bare_ms:.1f} ms** (p90 {bare['detect_one_p90']:.1f}); of which pre-processing (resize + tensor) p50 {fmt(bare['preprocess_p50'])} ms, "
+        f"Bare path (`detector.detect_one(ImageInput(Image.open(BytesIO(data)).convert('RGB')))`, decode + resize + forward, "
+        f"{bare['n']} calls, the ×bare denominator): p50 **{bare_ms:.1f} ms** (p90 {fmt(bare['decode_detect_p90'])}). "
+        f"The model alone on already-decoded photos (`detector.detect_one(ImageInput(img))`): "
+        f"p50 {bare['detect_one_p50']:.1f} ms (p90 {bare['detect_one_p90']:.1f}); of which pre-processing (resize + tensor) p50 {fmt(bare['preprocess_p50'])} ms, "
         f"pure `forward()` (one `session.run`) p50 {fmt(bare['forward_p50'])} ms."
     )
     add("")
@@ -1015,7 +1029,7 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     add("")
     add("| target | measured | met? |")
     add("|---|---|---|")
-    add(f"| ours p50 ≤ {TARGET_FACTOR_BARE}× bare model ({TARGET_FACTOR_BARE * bare_ms:.1f} ms) | {our1['p50']:.1f} ms = {ratio_bare:.2f}× | {'yes' if ratio_bare <= TARGET_FACTOR_BARE else '**no**'} |")
+    add(f"| ours p50 ≤ {TARGET_FACTOR_BARE}× bare decode + resize + forward ({TARGET_FACTOR_BARE * bare_ms:.1f} ms) | {our1['p50']:.1f} ms = {ratio_bare:.2f}× | {'yes' if ratio_bare <= TARGET_FACTOR_BARE else '**no**'} |")
     add(f"| ours ≥ {TARGET_SPEEDUP:.0f}× faster p50 than (a) | {speedup:.2f}× | {'yes' if speedup >= TARGET_SPEEDUP else '**no**'} |")
     add(f"| ingest-module import ≤ {TARGET_IMPORT_MS:.0f} ms | {cold['import_p50']:.0f} ms | {'yes' if cold['import_p50'] <= TARGET_IMPORT_MS else '**no**'} |")
     add("")

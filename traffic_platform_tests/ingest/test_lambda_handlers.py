@@ -375,6 +375,28 @@ def test_the_lambda_sqs_client_uses_the_function_region(monkeypatch, tmp_path):
             fn.cache_clear()
 
 
+def test_the_lambda_builds_its_object_store_only_when_a_route_needs_it(monkeypatch, tmp_path):
+    """A cold POST /v1/images hands a usual photo inline to SQS: no S3 client is made for it."""
+    from traffic_platform.ingest import lambda_handlers
+    from traffic_platform.storage import objectstore
+
+    built = []
+    monkeypatch.setattr(objectstore, "open_object_store", lambda settings: built.append(settings) or objectstore.LocalObjectStore(tmp_path / "store"))
+    for fn in (lambda_handlers._settings, lambda_handlers._aws_clients):
+        fn.cache_clear()
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("TRAFFIC_HOME", str(tmp_path))
+    monkeypatch.setenv("TRAFFIC_OBJECT_STORE_URI", "s3://bucket/prefix")
+    try:
+        store = lambda_handlers._aws_clients()["store"]
+        assert built == [] and store.can_presign is True  # known from the URI, nothing built
+        store.put("incoming/x.jpg", b"bytes", "image/jpeg")  # staging a large job builds it, once
+        assert store.get("incoming/x.jpg") == b"bytes" and len(built) == 1
+    finally:
+        for fn in (lambda_handlers._settings, lambda_handlers._aws_clients):
+            fn.cache_clear()
+
+
 def test_a_message_without_an_image_goes_to_the_dead_letter_queue(aws_home, caplog):
     api, sqs, queue_url, store, persister = aws_home
     ingest_handler(rest_v1_event(images.jpeg_bytes(images.street_scene(320, 240, seed=7), quality=60), NAME), None, api=api)
