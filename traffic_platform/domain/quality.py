@@ -229,8 +229,13 @@ def laplacian_variance(grey: np.ndarray) -> float:
     """Variance of the 4-neighbour Laplacian of a 2-D grey array (interior pixels only)."""
     if grey.ndim != 2 or grey.shape[0] < 3 or grey.shape[1] < 3:
         return 0.0
-    a = grey.astype(np.float32, copy=False)
-    lap = a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - 4.0 * a[1:-1, 1:-1]
+    # int16 holds every value of a uint8 picture's Laplacian (|lap| <= 1020) exactly, as float32
+    # did, at half the memory traffic; in-place sums, one temporary.
+    a = grey.astype(np.int16) if grey.dtype == np.uint8 else grey.astype(np.float32, copy=False)
+    lap = a[:-2, 1:-1] + a[2:, 1:-1]
+    lap += a[1:-1, :-2]
+    lap += a[1:-1, 2:]
+    lap -= 4 * a[1:-1, 1:-1]
     return float(lap.var(dtype=np.float64))
 
 
@@ -272,11 +277,15 @@ def edge_sharpness(half: np.ndarray, top_share: float = 0.1) -> float:
     # the flattest blocks measure the noise floor only when they are flat (else: texture)
     has_floor = float(np.median(var[low])) < NOISE_MAX_STD**2
     energies = []
+    twice = 2.0 * c
+    d = np.empty_like(c)  # one buffer for the eight directions, the same arithmetic in place
     for dy, dx in DIRECTIONS:
-        ahead = half[m + dy : h - m + dy, m + dx : w - m + dx]
-        behind = half[m - dy : h - m - dy, m - dx : w - m - dx]
-        d = (ahead + behind - 2.0 * c) / float(dy * dy + dx * dx) ** 0.5  # energy per step²
-        e = (_blocks(d) ** 2).mean(axis=1)
+        np.add(half[m + dy : h - m + dy, m + dx : w - m + dx], half[m - dy : h - m - dy, m - dx : w - m - dx], out=d)
+        d -= twice
+        d /= float(dy * dy + dx * dx) ** 0.5  # energy per step²
+        squares = _blocks(d)  # a copy
+        squares *= squares
+        e = squares.mean(axis=1)
         floor = float(np.median(e[low])) if has_floor else 0.0
         energies.append(max(0.0, float(e[top].mean()) - floor))
     return min(energies) / top_var

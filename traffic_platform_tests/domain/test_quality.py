@@ -12,11 +12,16 @@ from traffic_platform.config import Settings
 from traffic_platform.domain.errors import DistortedImage
 from traffic_platform.domain.quality import (
     ANALYSIS_LONG_SIDE,
+    BLOCK,
+    DIRECTIONS,
+    NOISE_MAX_STD,
     REASON_CODES,
     QualityReport,
     QualityThresholds,
     analysis_copy,
     assess_quality,
+    edge_sharpness,
+    half_copy,
     laplacian_variance,
     measure,
 )
@@ -219,6 +224,41 @@ def test_laplacian_variance_matches_a_direct_computation():
     ]
     assert laplacian_variance(a.astype(np.uint8)) == pytest.approx(np.var(direct), rel=1e-5)
     assert laplacian_variance(np.zeros((2, 50))) == 0.0  # too small for a 3x3 kernel
+
+
+def _blocks_of(a: np.ndarray, b: int = BLOCK) -> np.ndarray:
+    h, w = a.shape[0] // b * b, a.shape[1] // b * b
+    return np.stack([a[y : y + b, x : x + b].ravel() for y in range(0, h, b) for x in range(0, w, b)])
+
+
+def _reference_edge_sharpness(half: np.ndarray) -> float:
+    """The weakest-direction detail written plainly (new arrays for every step), as first built."""
+    m, h, w = 2, *half.shape
+    c = half[m : h - m, m : w - m]
+    var = _blocks_of(c).var(axis=1)
+    order = np.argsort(var)
+    k = max(1, int(len(var) * 0.1))
+    top, low = order[-k:], order[:k]
+    top_var = float(var[top].mean())
+    has_floor = float(np.median(var[low])) < NOISE_MAX_STD**2
+    energies = []
+    for dy, dx in DIRECTIONS:
+        d = (half[m + dy : h - m + dy, m + dx : w - m + dx] + half[m - dy : h - m - dy, m - dx : w - m - dx] - 2.0 * c)
+        e = (_blocks_of(d / float(dy * dy + dx * dx) ** 0.5) ** 2).mean(axis=1)
+        energies.append(max(0.0, float(e[top].mean()) - (float(np.median(e[low])) if has_floor else 0.0)))
+    return min(energies) / top_var
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_in_place_metrics_equal_the_plain_formulas_exactly(seed):
+    """The int16 Laplacian and the one-buffer edge loop (issue 19: less memory traffic on the
+    sync path) give bit for bit what the float32 formulas give."""
+    grey = np.asarray(analysis_copy(images.street_scene(1280, 720, seed=seed)))
+    a = grey.astype(np.float32)
+    plain_lap = a[:-2, 1:-1] + a[2:, 1:-1] + a[1:-1, :-2] + a[1:-1, 2:] - 4.0 * a[1:-1, 1:-1]
+    assert laplacian_variance(grey) == float(plain_lap.var(dtype=np.float64))
+    half = half_copy(grey)
+    assert edge_sharpness(half) == _reference_edge_sharpness(half)
 
 
 def test_sharpness_is_laplacian_variance_over_grey_variance(scene):
