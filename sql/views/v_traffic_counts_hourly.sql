@@ -21,6 +21,7 @@ SELECT
     t.images_distorted,
     t.images_degraded,
     CASE WHEN t.images_accepted > 0 THEN t.images_degraded * 1e0 / t.images_accepted END AS degraded_share,
+    COALESCE(t.images_excluded_health, 0) AS images_excluded_health,
     t.total_count,
     t.mean_per_image,
     t.max_per_image,

@@ -98,7 +98,8 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
 
     quality = [{"location": labels.get(r["location_id"], str(r["location_id"])), "date": _local(r["date"]),
                 "coverage": r["coverage"], "distorted_share": r["distorted_share"], "received": r["images_received"],
-                "expected": r["images_expected"]} for r in data.quality]
+                "expected": r["images_expected"], "degraded_share": r["degraded_share"],
+                "degraded": r["images_degraded"]} for r in data.quality]
     specs["quality_coverage"] = chart(quality, "Coverage: images received / expected").mark_line(point=True).encode(
         x=day_axis, y=alt.Y("coverage:Q", title="coverage", axis=alt.Axis(format="%")), color=location,
         tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"), alt.Tooltip("coverage:Q", format=".1%"),
@@ -107,6 +108,10 @@ def build_specs(data: DashboardData) -> dict[str, dict[str, Any]]:
         x=day_axis, y=alt.Y("distorted_share:Q", title="distorted", axis=alt.Axis(format="%")), color=location,
         tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"),
                  alt.Tooltip("distorted_share:Q", format=".1%"), "received:Q"])
+    specs["quality_degraded"] = chart(quality, "Degraded share of images counted (fog, low light, …)").mark_line(point=True).encode(
+        x=day_axis, y=alt.Y("degraded_share:Q", title="degraded", axis=alt.Axis(format="%")), color=location,
+        tooltip=["location:N", alt.Tooltip("yearmonthdate(date):T", title="day"),
+                 alt.Tooltip("degraded_share:Q", format=".1%"), "degraded:Q"])
 
     config = {"font": "system-ui, sans-serif", "view": {"stroke": None}, "axis": {"labelFontSize": 11, "titleFontSize": 12},
               "title": {"fontSize": 14, "anchor": "start"}}

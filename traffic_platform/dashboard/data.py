@@ -54,7 +54,8 @@ WHERE h.model_name = :model_name AND h.model_version = :model_version
 GROUP BY d.weekday, d.weekday_name, t.hour"""
 _QUALITY = """
 SELECT location_id, date, images_expected, images_received, images_accepted, images_distorted, coverage,
-       distorted_share, cadence_s, cadence_source, model_versions
+       distorted_share, images_excluded_health, images_degraded, degraded_share, cadence_s, cadence_source,
+       model_versions
 FROM v_data_quality_daily ORDER BY date, location_id"""
 _LOCATIONS = """
 SELECT location_id, address, city, country, timezone, first_captured_at, last_captured_at, images_total,
@@ -104,6 +105,9 @@ class DashboardData:
         vehicles = sum(r["vehicles"] for r in self.daily)
         received = sum(r["images_received"] for r in self.quality)
         distorted = sum(r["images_distorted"] for r in self.quality)
+        rated = [r for r in self.quality if r["images_degraded"] is not None]  # days computed with the column
+        degraded = sum(r["images_degraded"] for r in rated)
+        counted = sum(r["images_accepted"] - r["images_excluded_health"] for r in rated)
         return {
             "locations": len(self.locations),
             "days": len({r["date"] for r in self.quality}),
@@ -111,6 +115,8 @@ class DashboardData:
             "images_accepted": accepted,
             "images_distorted": distorted,
             "distorted_share": distorted / received if received else None,
+            "images_degraded": degraded,
+            "degraded_share": degraded / counted if counted else None,  # of the counted images
             "vehicles": vehicles,
             "people": sum(r["person"] for r in self.daily),
             "vehicles_per_image": vehicles / accepted if accepted else None,

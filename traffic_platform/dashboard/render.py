@@ -30,7 +30,7 @@ PAGES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("locations", "Locations", ("locations_busyness",)),
     ("time", "Time patterns", ("time_heatmap",)),
     ("classes", "Class mix", ("classes_total", "classes_by_location")),
-    ("quality", "Data quality", ("quality_coverage", "quality_distorted")),
+    ("quality", "Data quality", ("quality_coverage", "quality_distorted", "quality_degraded")),
     ("gallery", "Gallery", ()),
 )
 
@@ -203,8 +203,10 @@ def _quality(data: DashboardData) -> str:
         + _kpi("quality_images_received", integer(k["images_received"]), "images received")
         + _kpi("quality_images_distorted", integer(k["images_distorted"]), "distorted (not counted)")
         + _kpi("quality_distorted_share", percent(k["distorted_share"]), "distorted share")
+        + _kpi("quality_degraded_share", percent(k["degraded_share"]), "degraded share (counted, fog, low light, …)")
         + "</div>"
-        + f'<p class="note">Coverage = images received / images expected from the cadence. '
+        + f'<p class="note">Coverage = images received / images expected from the cadence. Degraded = '
+        f'counted images taken in degraded conditions (fog, low light, low sharpness, glare), of the images counted. '
         f'Model versions reported: <span data-model-versions>{escape(", ".join(versions) or "–")}</span>.</p>'
     )
 

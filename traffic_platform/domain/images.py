@@ -370,18 +370,9 @@ def thumbnail_jpeg(data: bytes, max_side: int, *, quality: int = 70) -> bytes | 
     are not a picture that decodes. JPEGs are decoded at reduced scale (``Image.draft``)."""
     if max_side < 1:
         raise ValueError("max_side must be at least 1")
-    fmt = sniff_format(data)
-    if fmt is None:
+    picture = _open_reduced(data, "RGB", (max_side, max_side))
+    if picture is None:
         return None
-    try:
-        image = Image.open(io.BytesIO(data), formats=[fmt])
-        orientation = exif_orientation(image)
-        if fmt == JPEG:
-            image.draft("RGB", (max_side, max_side))
-        image.load()
-    except (*_DECODE_ERRORS, Image.DecompressionBombError):
-        return None
-    picture = apply_orientation(to_rgb(image), orientation)
     picture.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=quality, optimize=True)
@@ -393,6 +384,17 @@ def grey_thumbnail(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
     (area average, aspect ignored, EXIF orientation applied), for the camera-health features
     (perceptual hash, slate statistics); ``None`` when the bytes are not a picture that decodes.
     JPEGs are decoded at reduced scale (``Image.draft``)."""
+    picture = _open_reduced(data, "L", (size[0] * 2, size[1] * 2))
+    if picture is None:
+        return None
+    grey = picture.convert("L")
+    return np.asarray(grey.resize(size, Image.Resampling.BOX), dtype=np.uint8)
+
+
+def _open_reduced(data: bytes, draft_mode: str, draft_size: tuple[int, int]) -> Image.Image | None:
+    """Stored JPEG/PNG bytes -> the upright RGB picture, a JPEG decoded at the smallest
+    reduced scale still at least ``draft_size`` (``Image.draft`` in ``draft_mode``); ``None``
+    when the bytes are not a picture that decodes. The thumbnails' shared first step."""
     fmt = sniff_format(data)
     if fmt is None:
         return None
@@ -400,12 +402,11 @@ def grey_thumbnail(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
         image = Image.open(io.BytesIO(data), formats=[fmt])
         orientation = exif_orientation(image)
         if fmt == JPEG:
-            image.draft("L", (size[0] * 2, size[1] * 2))
+            image.draft(draft_mode, draft_size)
         image.load()
     except (*_DECODE_ERRORS, Image.DecompressionBombError):
         return None
-    grey = apply_orientation(to_rgb(image), orientation).convert("L")
-    return np.asarray(grey.resize(size, Image.Resampling.BOX), dtype=np.uint8)
+    return apply_orientation(to_rgb(image), orientation)
 
 
 def is_undecoded(image: Image.Image) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 
 from ..config import PREFIX, Settings, parse_pairs, parse_value
@@ -57,6 +57,17 @@ def _cadences(raw: str) -> dict[str, float]:
     return out
 
 
+def _health_thresholds(env: Mapping[str, str]) -> HealthThresholds:
+    """:class:`HealthThresholds` with each ``TRAFFIC_HEALTH_<FIELD>`` that is set (positive)."""
+    parsers = {"int": _positive_int, "float": _positive}
+    values = {}
+    for f in fields(HealthThresholds):
+        var = f"{PREFIX}HEALTH_{f.name.upper()}"
+        if env.get(var, "") != "":
+            values[f.name] = parse_value(var, env[var], parsers[getattr(f.type, "__name__", f.type)])
+    return HealthThresholds(**values)
+
+
 @dataclass(frozen=True)
 class OrchestrationSettings:
     """What the Dagster code may be tuned with; each number carries its reason."""
@@ -84,21 +95,9 @@ class OrchestrationSettings:
     # injected from Secrets Manager). Unset: no user is managed.
     reporting_user: str | None = None
     reporting_password: str | None = field(default=None, repr=False)
-    # Camera health (see orchestration/health/rules.py for what each rule measures).
-    health_offline_cadences: float = 3.0  # offline after 3 missed images
-    health_frozen_min_frames: int = 3  # the frame and two repeats of it
-    health_frozen_hash_distance: int = 12  # dHash bits; re-encoding the same frame flips up to ~9
-    health_frozen_thumb_mad: float = 1.0  # grey levels; same frame re-encoded <= 0.5, live frames >= 1.4
-    # flat blocks: real photos <= 0.67 (sand storm; 1079 real street and adverse-weather photos), slates ~1
-    health_slate_uniform_share: float = 0.8
-    # repeated rows/columns: real photos <= 0.92 (fog, sand), colour bars ~1
-    health_slate_repeated_lines: float = 0.97
-    health_reference_frames: int = 9  # the rolling reference: majority of the last 9 normal frames
-    health_moved_hash_distance: int = 16  # bits off the reference; another scene is ~32, live frames <= ~12
-    health_moved_min_frames: int = 2  # one odd frame (a bus filling the view) is not a move
-    health_moved_rebase_frames: int = 30  # a new scene stable this long becomes the reference
-    health_obstructed_sharpness_ratio: float = 0.35  # of the reference frames' median sharpness
-    health_clock_drift_s: float = 600.0  # |arrival - file-name time| beyond 10 minutes
+    # Camera health: each HealthThresholds field (its default and reason are there) is
+    # TRAFFIC_HEALTH_<FIELD>, e.g. TRAFFIC_HEALTH_FROZEN_MIN_FRAMES=4.
+    health: HealthThresholds = field(default_factory=HealthThresholds)
     health_lookback_days: float = 2.0  # camera_health recomputes the episodes of the last 2 days
     # Where camera_health_alerts_sensor POSTs its JSON alerts; unset: no alerts are sent.
     alert_webhook_url: str | None = None
@@ -117,18 +116,6 @@ class OrchestrationSettings:
             "anomaly_history_days": _positive_int,
             "anomaly_min_history_days": _positive_int,
             "anomaly_z": _positive,
-            "health_offline_cadences": _positive,
-            "health_frozen_min_frames": _positive_int,
-            "health_frozen_hash_distance": _positive_int,
-            "health_frozen_thumb_mad": _positive,
-            "health_slate_uniform_share": _positive,
-            "health_slate_repeated_lines": _positive,
-            "health_reference_frames": _positive_int,
-            "health_moved_hash_distance": _positive_int,
-            "health_moved_min_frames": _positive_int,
-            "health_moved_rebase_frames": _positive_int,
-            "health_obstructed_sharpness_ratio": _positive,
-            "health_clock_drift_s": _positive,
             "health_lookback_days": _positive,
             "alert_webhook_url": _url,
             "alert_timeout_s": _positive,
@@ -137,6 +124,7 @@ class OrchestrationSettings:
             var = PREFIX + name.upper()
             if env.get(var, "") != "":
                 values[name] = parse_value(var, env[var], parser)
+        values["health"] = _health_thresholds(env)
         values["reporting_user"] = env.get(PREFIX + "REPORTING_USER") or None
         values["reporting_password"] = env.get(PREFIX + "REPORTING_PASSWORD") or None
         if bool(values["reporting_user"]) != bool(values["reporting_password"]):
@@ -148,23 +136,6 @@ class OrchestrationSettings:
                 f"{PREFIX}ANOMALY_HISTORY_DAYS ({settings.anomaly_history_days})."
             )
         return settings
-
-    def health_thresholds(self) -> HealthThresholds:
-        """The camera-health rules' thresholds from the ``TRAFFIC_HEALTH_*`` settings."""
-        return HealthThresholds(
-            offline_cadences=self.health_offline_cadences,
-            frozen_min_frames=self.health_frozen_min_frames,
-            frozen_hash_distance=self.health_frozen_hash_distance,
-            frozen_thumb_mad=self.health_frozen_thumb_mad,
-            slate_uniform_share=self.health_slate_uniform_share,
-            slate_repeated_lines=self.health_slate_repeated_lines,
-            reference_frames=self.health_reference_frames,
-            moved_hash_distance=self.health_moved_hash_distance,
-            moved_min_frames=self.health_moved_min_frames,
-            moved_rebase_frames=self.health_moved_rebase_frames,
-            obstructed_sharpness_ratio=self.health_obstructed_sharpness_ratio,
-            drift_s=self.health_clock_drift_s,
-        )
 
     def cadence_for(self, address: str, city: str, country: str) -> float | None:
         """The configured cadence of one location (most specific key wins), or ``None``."""

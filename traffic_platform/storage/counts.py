@@ -27,6 +27,7 @@ COUNT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("address", TEXT), ("city", TEXT), ("country", TEXT), ("window_start", DATETIME),
     ("traffic_class", TEXT), ("model_name", TEXT), ("model_version", TEXT),
     ("images_received", INTEGER), ("images_accepted", INTEGER), ("images_distorted", INTEGER),
+    ("images_degraded", INTEGER), ("degraded_share", DOUBLE), ("images_excluded_health", INTEGER),
     ("total_count", INTEGER), ("mean_per_image", DOUBLE), ("max_per_image", INTEGER),
     ("share_with_any", DOUBLE), ("expected_images", DOUBLE), ("coverage", DOUBLE),
 )

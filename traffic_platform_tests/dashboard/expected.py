@@ -30,6 +30,9 @@ def expected(engine) -> dict[str, Any]:
             "AND model_name = :model_name AND model_version = :model_version"), model).scalar_one()
         received, distorted, days = conn.execute(text(
             "SELECT SUM(images_received), SUM(images_distorted), COUNT(DISTINCT date) FROM v_data_quality_daily")).one()
+        degraded, counted = conn.execute(text(
+            "SELECT SUM(images_degraded), SUM(images_accepted - images_excluded_health) FROM v_data_quality_daily"
+            " WHERE images_degraded IS NOT NULL")).one()
         locations = {r.location_id: r for r in conn.execute(text("SELECT * FROM v_locations"))}
         per_location = {r[0]: {"vehicles": int(r[1]), "accepted": int(r[2]), "people": int(r[3])} for r in conn.execute(text(
             "SELECT location_id, SUM(CASE WHEN traffic_class IN ('car', 'truck', 'bus', 'motorcycle') THEN total_count ELSE 0 END), "
@@ -48,6 +51,7 @@ def expected(engine) -> dict[str, Any]:
             "images_received": int(received),
             "vehicles_per_image": round(vehicles / int(accepted), 2),
             "distorted_share": f"{int(distorted) / int(received):.1%}",
+            "degraded_share": f"{int(degraded) / int(counted):.1%}",
             "locations": len(locations),
             "days": int(days),
         },

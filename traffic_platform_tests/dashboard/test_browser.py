@@ -30,7 +30,7 @@ def test_the_page_shows_the_databases_numbers_offline(reported, engine, tmp_path
         seen = browse(browser, path, tmp_path / "shots")
 
     _only_the_file(seen, path)
-    assert seen.charts == CHARTS and sum(CHARTS.values()) == 8
+    assert seen.charts == CHARTS and sum(CHARTS.values()) == 9
     assert seen.model_version == want["model_version"]
     kpis = want["kpis"]
     assert number(seen.kpis["vehicles"]) == kpis["vehicles"] != want["all_versions_vehicles"]
@@ -38,6 +38,7 @@ def test_the_page_shows_the_databases_numbers_offline(reported, engine, tmp_path
         assert number(seen.kpis[name]) == kpis[name], name
     assert float(seen.kpis["vehicles_per_image"]) == kpis["vehicles_per_image"]
     assert seen.kpis["distorted_share"] == seen.kpis["quality_distorted_share"] == kpis["distorted_share"]
+    assert seen.kpis["quality_degraded_share"] == kpis["degraded_share"] != "0.0%"
     assert {c: number(row["total"]) for c, row in seen.classes.items()} == want["classes"]
 
     assert set(seen.locations) == set(want["locations"])

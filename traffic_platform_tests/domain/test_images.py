@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
@@ -375,3 +376,41 @@ def test_thumbnail_is_a_small_upright_jpeg(scene):
     assert Image.open(io.BytesIO(rotated)).size in ((112, 200), (113, 200))  # turned upright as EXIF says
     assert Image.open(io.BytesIO(thumbnail_jpeg(images.png_bytes(images.tiny(scene)), 500))).size == (120, 80)  # never enlarged
     assert thumbnail_jpeg(images.text_bytes(), 100) is None and thumbnail_jpeg(images.truncated_jpeg(scene), 100) is None
+
+
+def _thumbnail_grey(data: bytes) -> np.ndarray:
+    from traffic_platform.domain.images import thumbnail_jpeg
+
+    return np.asarray(Image.open(io.BytesIO(thumbnail_jpeg(data, 64))).convert("L"))
+
+
+def _grey(data: bytes) -> np.ndarray:
+    from traffic_platform.domain.images import grey_thumbnail
+
+    return grey_thumbnail(data, (18, 32))
+
+
+@pytest.mark.parametrize("reduce", [_thumbnail_grey, _grey], ids=["thumbnail_jpeg", "grey_thumbnail"])
+@pytest.mark.parametrize("orientation, corner", [(6, (0, -1)), (8, (-1, 0)), (3, (-1, -1))])
+def test_reduced_decodes_turn_the_picture_upright(reduce, orientation, corner):
+    # A black marker at the stored top-left of a white 640x360 frame lands where EXIF says.
+    stored = Image.new("RGB", (640, 360), (255, 255, 255))
+    stored.paste((0, 0, 0), (0, 0, 60, 60))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    grey = reduce(images.jpeg_bytes(stored, exif=exif.tobytes()))
+    corners = {(r, c): int(grey[r, c]) for r in (0, -1) for c in (0, -1)}
+    assert corners.pop(corner) < 60
+    assert min(corners.values()) > 200  # the other three corners stay white
+
+
+def test_grey_thumbnail_is_exact_size_grey_or_none(scene):
+    from traffic_platform.domain.images import grey_thumbnail
+
+    for data in (images.jpeg_bytes(scene), images.png_bytes(images.tiny(scene))):
+        grey = grey_thumbnail(data, (16, 9))
+        assert grey.shape == (9, 16) and grey.dtype == np.uint8
+    flat = grey_thumbnail(images.png_bytes(Image.new("RGB", (64, 36), (255, 0, 0))), (8, 4))
+    assert np.all(flat == 76)  # ITU-R 601 luma of pure red, aspect ignored
+    assert grey_thumbnail(images.text_bytes(), (8, 8)) is None
+    assert grey_thumbnail(images.truncated_jpeg(scene), (8, 8)) is None

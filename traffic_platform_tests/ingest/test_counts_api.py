@@ -18,19 +18,26 @@ from traffic_platform.config import Settings
 from traffic_platform.ingest.api import Request
 from traffic_platform.ingest.lambda_handlers import ingest_handler
 from traffic_platform.ingest.local import LocalPlatform
-from traffic_platform_tests.orchestration import reporting_data
+from traffic_platform_tests.orchestration import datagen, reporting_data
 from traffic_platform_tests.orchestration.reporting_data import as_datetime
 
 COLUMNS = ["address", "city", "country", "window_start", "traffic_class", "model_name", "model_version",
-           "images_received", "images_accepted", "images_distorted", "total_count", "mean_per_image",
-           "max_per_image", "share_with_any", "expected_images", "coverage"]
-INTS = {"images_received", "images_accepted", "images_distorted", "total_count", "max_per_image"}
-FLOATS = {"mean_per_image", "share_with_any", "expected_images", "coverage"}
+           "images_received", "images_accepted", "images_distorted", "images_degraded", "degraded_share",
+           "images_excluded_health", "total_count", "mean_per_image", "max_per_image", "share_with_any",
+           "expected_images", "coverage"]
+INTS = {"images_received", "images_accepted", "images_distorted", "images_degraded", "images_excluded_health",
+        "total_count", "max_per_image"}
+FLOATS = {"degraded_share", "mean_per_image", "share_with_any", "expected_images", "coverage"}
 
 
 @pytest.fixture
-def platform(repo, db_url, tmp_path):
-    reporting_data.build(repo, db_url)
+def dataset(repo, db_url):
+    """datagen's records, reported (every reporting asset and view materialised)."""
+    return reporting_data.build(repo, db_url)
+
+
+@pytest.fixture
+def platform(dataset, db_url, tmp_path):
     with LocalPlatform(Settings(home=tmp_path / "home", database_url=db_url), run_worker=False, load_detector=False) as p:
         yield p
 
@@ -126,6 +133,36 @@ def test_every_format_equals_the_view_across_pages(platform, fmt):
     assert_same(got, want)
     got, _ = pages(api, query, fmt, via_accept=True)  # the Accept header chooses the same format
     assert_same(got, want)
+
+
+def test_the_quality_figures_are_the_records_and_match_the_schema(platform, dataset):
+    """images_degraded, degraded_share and images_excluded_health of every daily row, against the
+    records (datagen stores no images, so camera health excludes none)."""
+    from jsonschema import Draft202012Validator
+
+    from traffic_platform.ingest.openapi import DOCUMENT
+
+    api = platform.api()
+    location = {(r["address"], r["city"], r["country"]): r["location_id"] for r in json.loads(get(api, "/v1/locations").body)["rows"]}
+    want = {}
+    for day in reporting_data.DAYS:
+        models = datagen.reported_models(dataset, day)
+        want |= datagen.expected_counts(dataset, day, "daily", models, datagen.expected_cadences(dataset, day))
+    body = json.loads(get(api, f"/v1/counts?window=day&from={reporting_data.DAYS[0]}&to={reporting_data.DAYS[-1]}").body)
+    rows = body["rows"]
+    assert len(rows) == len(want)
+    for row in rows:
+        key = (location[(row["address"], row["city"], row["country"])], datetime.fromisoformat(row["window_start"]),
+               row["traffic_class"], row["model_name"], row["model_version"])
+        assert row["images_degraded"] == want[key]["images_degraded"], key
+        share = want[key]["degraded_share"]
+        assert row["degraded_share"] is None if share is None else math.isclose(row["degraded_share"], share, rel_tol=1e-12), key
+        assert row["images_excluded_health"] == 0, key
+    assert any(row["images_degraded"] for row in rows) and any(row["degraded_share"] for row in rows)
+    row_schema = Draft202012Validator({"$ref": "#/components/schemas/CountRow", "components": DOCUMENT["components"]})
+    for row in rows:
+        row_schema.validate(row)
+    assert DOCUMENT["components"]["schemas"]["CountRow"]["required"] == COLUMNS  # every column, in the API's order
 
 
 def test_parquet_without_pyarrow_is_406_and_names_the_formats_that_work(platform, monkeypatch):

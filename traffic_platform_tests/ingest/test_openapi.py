@@ -44,6 +44,14 @@ def test_readme_lists_exactly_the_documented_paths():
                                       "/v1/counts", "/v1/locations", "/openapi.json"}
 
 
+def test_readme_lists_exactly_the_count_columns():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("**Counts.** `GET /v1/counts`"):]
+    listed = section[section.index("with the columns `") + len("with the columns `"):]
+    listed = listed[: listed.index("`")]
+    assert [c.strip() for c in listed.split(",")] == DOCUMENT["components"]["schemas"]["CountRow"]["required"]
+
+
 def _validate_against(schema_name: str, instance) -> None:
     from jsonschema import Draft202012Validator
 

@@ -131,6 +131,29 @@ def _episodes(engine) -> list[dict]:
     return [dict(r) for r in rows]
 
 
+def _excluded_by_the_counts_api(engine) -> dict[int, int]:
+    """location_id -> images_excluded_health summed over the location's daily rows of GET /v1/counts
+    (one class's rows, one model: the figure repeats on every class)."""
+    from traffic_platform.ingest.api import Request
+    from traffic_platform.ingest.counts_api import CountsApi
+    from traffic_platform.storage.counts import CountsReader
+
+    api = CountsApi(CountsReader(engine))
+
+    with engine.connect() as conn:
+        first, last = conn.execute(text("SELECT MIN(date), MAX(date) FROM v_data_quality_daily")).one()
+        ids = {tuple(place): i for i, *place in conn.execute(text("SELECT id, address_display, city, country FROM locations"))}
+    out: Counter[int] = Counter()
+    days = {"from": str(first)[:10], "to": str(last)[:10]}
+    response = api.handle(Request("GET", "/v1/counts", {"window": "day", **days, "class": "car"}, {}), "/v1/counts")
+    assert response.status == 200, response.body[:300]
+    counted = json.loads(response.body)["rows"]
+    assert len({r["model_version"] for r in counted}) == 1
+    for r in counted:
+        out[ids[(r["address"], r["city"], r["country"])]] += r["images_excluded_health"]
+    return dict(out)
+
+
 def test_scenarios_precision_recall_and_exclusion(db_url, engine, repo, tmp_path, capsys):
     scenario, resources = _run_scenario(db_url, tmp_path, repo)
     result = _health(resources, scenario.as_of)
@@ -166,6 +189,7 @@ def test_scenarios_precision_recall_and_exclusion(db_url, engine, repo, tmp_path
         assert accepted[location_id] == len(kept)
         assert totals[location_id] == sum(len(r.detections) for r in kept)
     assert sum(quality.values()) > 0
+    assert _excluded_by_the_counts_api(engine) == quality  # and the analysts' API says the same
 
     # a day later every camera is silent: open offline episodes, and the warning check says so
     late = _health(resources, scenario.as_of + timedelta(hours=3))

@@ -105,27 +105,17 @@ def test_refuses_broken_tmdl(text, message):
         tmdl.parse(text, "broken.tmdl")
 
 
-def test_a_broken_table_file_stops_the_project_from_loading(broken_copy):
-    root = broken_copy(
-        {
-            "TrafficPlatform.SemanticModel/definition/tables/Date.tmdl": (
-                "\t\tdataType: dateTime\n",
-                "\t\tdataType: datetime\n",
-            )
-        }
-    )
-    with pytest.raises(tmdl.TmdlError, match=r"Date.tmdl:\d+: dataType 'datetime'"):
-        load_model(root / "TrafficPlatform.SemanticModel")
-
-
-def test_a_relationship_without_to_column_stops_the_project_from_loading(broken_copy):
-    root = broken_copy(
-        {
-            "TrafficPlatform.SemanticModel/definition/relationships.tmdl": (
-                "\ttoColumn: Date.date\n",
-                "",
-            )
-        }
-    )
-    with pytest.raises(tmdl.TmdlError, match="relationship without 'toColumn'"):
-        load_model(root / "TrafficPlatform.SemanticModel")
+@pytest.mark.parametrize(
+    ("rel", "old", "new", "message"),
+    [
+        ("definition/tables/Date.tmdl", "\t\tdataType: dateTime\n", "\t\tdataType: datetime\n",
+         r"Date.tmdl:\d+: dataType 'datetime'"),
+        ("definition/relationships.tmdl", "\ttoColumn: Date.date\n", "",
+         "relationship without 'toColumn'"),
+    ],
+    ids=["table file", "relationship"],
+)
+def test_a_broken_model_file_stops_the_project_from_loading(broken_copy, rel, old, new, message):
+    root = broken_copy({f"{MODEL.name}/{rel}": (old, new)})
+    with pytest.raises(tmdl.TmdlError, match=message):
+        load_model(root / MODEL.name)

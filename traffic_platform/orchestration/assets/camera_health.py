@@ -89,7 +89,7 @@ def capture_features_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefi
     def capture_features(context: dg.AssetExecutionContext, database: DatabaseResource,
                          object_store: ObjectStoreResource) -> dg.MaterializeResult:
         settings = OrchestrationSettings.from_env()
-        thresholds = settings.health_thresholds()
+        thresholds = settings.health
         engine = database.get_engine()
         ensure_reporting_tables(engine)
         start, end = partition_bounds(context.partition_key)
@@ -148,7 +148,7 @@ class CameraHealthConfig(dg.Config):
 
 def compute_episodes(conn: Any, as_of: datetime, settings: OrchestrationSettings) -> tuple[list[tuple[int, Episode]], dict[int, datetime]]:
     """The episodes of the lookback window ending at ``as_of`` and each location's first arrival in it."""
-    thresholds = settings.health_thresholds()
+    thresholds = settings.health
     start = as_of - timedelta(days=settings.health_lookback_days)
     computed: list[tuple[int, Episode]] = []
     for location_id, items in health_store.flagged_frames(conn, start, as_of).items():

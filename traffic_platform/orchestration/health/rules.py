@@ -21,7 +21,7 @@ Per frame (:func:`flag_frames`):
 * **obstructed**: sharpness below ``obstructed_sharpness_ratio`` x the median sharpness of
   the reference frames, for at least ``moved_min_frames`` frames in a row.
 * **clock_drift**: over the ``drift_window`` frames centred on this one, the median of
-  ``arrival - file-name time`` exceeds ``drift_s`` in magnitude, is stable (median absolute
+  ``arrival - file-name time`` exceeds ``clock_drift_s`` in magnitude, is stable (median absolute
   deviation <= ``drift_stability_s``: a replayed backlog is not), and so does this frame's own.
 
 Frozen and slate frames are *excluded* from the counts. :func:`episodes` turns the flags into
@@ -47,20 +47,25 @@ EXCLUDING_STATES = ("frozen", "slate")
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    offline_cadences: float = 3.0
-    frozen_min_frames: int = 3
-    frozen_hash_distance: int = 12
-    frozen_thumb_mad: float = 1.0
+    """The rules' thresholds, each with its reason; every field is settable as
+    ``TRAFFIC_HEALTH_<FIELD>`` (:class:`~traffic_platform.orchestration.settings.OrchestrationSettings`)."""
+
+    offline_cadences: float = 3.0  # offline after 3 missed images
+    frozen_min_frames: int = 3  # the frame and two repeats of it
+    frozen_hash_distance: int = 12  # dHash bits; re-encoding the same frame flips up to ~9
+    frozen_thumb_mad: float = 1.0  # grey levels; same frame re-encoded <= 0.5, live frames >= 1.4
+    # flat blocks: real photos <= 0.67 (sand storm; 1079 real street and adverse-weather photos), slates ~1
     slate_uniform_share: float = 0.8
+    # repeated rows/columns: real photos <= 0.92 (fog, sand), colour bars ~1
     slate_repeated_lines: float = 0.97
-    reference_frames: int = 9
-    moved_hash_distance: int = 16
-    moved_min_frames: int = 2
-    moved_rebase_frames: int = 30
-    obstructed_sharpness_ratio: float = 0.35
-    drift_s: float = 600.0
-    drift_window: int = 5
-    drift_stability_s: float = 30.0
+    reference_frames: int = 9  # the rolling reference: majority of the last 9 normal frames
+    moved_hash_distance: int = 16  # bits off the reference; another scene is ~32, live frames <= ~12
+    moved_min_frames: int = 2  # one odd frame (a bus filling the view) is not a move
+    moved_rebase_frames: int = 30  # a new scene stable this long becomes the reference
+    obstructed_sharpness_ratio: float = 0.35  # of the reference frames' median sharpness
+    clock_drift_s: float = 600.0  # |arrival - file-name time| beyond 10 minutes
+    drift_window: int = 5  # frames centred on the one judged
+    drift_stability_s: float = 30.0  # a replayed backlog spreads its offsets wider: not drift
 
 
 @dataclass(frozen=True)
@@ -183,7 +188,7 @@ def flag_frames(frames: Sequence[Frame], t: HealthThresholds) -> list[Flags]:
         window = offsets[max(0, i - half): i + half + 1]
         med = statistics.median(window)
         mad = statistics.median(abs(x - med) for x in window)
-        if abs(med) > t.drift_s and mad <= t.drift_stability_s and abs(offsets[i]) > t.drift_s:
+        if abs(med) > t.clock_drift_s and mad <= t.drift_stability_s and abs(offsets[i]) > t.clock_drift_s:
             out[i].states.add("clock_drift")
             out[i].evidence["drift_s"] = round(offsets[i], 1)
     return out
