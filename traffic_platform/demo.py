@@ -69,7 +69,10 @@ def prepare_images(out: Path, count: int) -> list[Path]:
         if sources:
             src = sources[i % len(sources)]
             target = out / format_file_name(address, city, country, when, src.suffix.lower().lstrip("."))
-            shutil.copyfile(src, target)
+            if i < len(sources):
+                shutil.copyfile(src, target)
+            else:  # a photo's second use: another picture, so no_duplicate_content has nothing to flag
+                target.write_bytes(mirrored(src.read_bytes()))
         else:
             target = out / format_file_name(address, city, country, when, "jpg")
             target.write_bytes(synthetic_street(seed=i))
@@ -77,6 +80,22 @@ def prepare_images(out: Path, count: int) -> list[Path]:
     bad = out / "not-a-capture-name.jpg"  # shows a rejection with its error code
     bad.write_bytes(files[0].read_bytes())
     return [*files, bad]
+
+
+def mirrored(data: bytes) -> bytes:
+    """The photo flipped left to right, in its own format; bytes that do not decode (the
+    sample truncated JPEG) get a trailing byte instead, so they stay broken but differ."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt = img.format
+            flipped = ImageOps.mirror(ImageOps.exif_transpose(img))
+    except (OSError, UnidentifiedImageError, SyntaxError):
+        return data + b"\0"
+    buf = io.BytesIO()
+    flipped.save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    return buf.getvalue()
 
 
 def synthetic_street(seed: int, size: tuple[int, int] = (960, 540)) -> bytes:

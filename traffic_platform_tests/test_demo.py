@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 from sqlalchemy import create_engine, text
 
 from traffic_platform import demo
+from traffic_platform_tests import images
 
 
 def test_demo_runs_end_to_end_on_generated_images(tmp_path, monkeypatch, tiny_detr_dir, capsys):
@@ -61,3 +64,28 @@ def test_demo_output_is_ours_alone(tmp_path, tiny_detr_dir):
     assert "Telemetry" not in output and "Welcome to Dagster" not in output, output
     assert [line for line in output.splitlines() if "Warning" in line] == [], output
     assert "enabled: false" in (tmp_path / "home" / "dagster" / "dagster.yaml").read_text()
+
+
+def test_demo_samples_never_repeat_a_photo_byte_for_byte(tmp_path, monkeypatch):
+    """Sample photos are used twice (60 images from ~30 photos): the second use is the photo
+    mirrored, so the demo's no_duplicate_content check has no real duplicate to warn about."""
+    import hashlib
+
+    from PIL import Image
+
+    street = tmp_path / "street"
+    street.mkdir()
+    (street / "a.jpg").write_bytes(images.jpeg_bytes(images.street_scene(320, 240, seed=1)))
+    buf = io.BytesIO()
+    images.street_scene(320, 240, seed=2).save(buf, format="PNG")
+    (street / "b.png").write_bytes(buf.getvalue())
+    (street / "c.jpg").write_bytes(images.jpeg_bytes(images.street_scene(320, 240, seed=3))[:900])  # truncated
+    monkeypatch.setattr(demo, "STREET", street)
+    files = demo.prepare_images(tmp_path / "out", 6)
+    captures = [f for f in files if f.name != "not-a-capture-name.jpg"]
+    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in captures}) == 6
+    first, again = captures[0], captures[3]  # a.jpg and its mirror
+    with Image.open(first) as one, Image.open(again) as two:
+        assert two.format == "JPEG" and two.size == one.size
+        assert np.abs(np.asarray(two.convert("L"), dtype=int)[:, ::-1] - np.asarray(one.convert("L"), dtype=int)).mean() < 4
+    assert captures[5].read_bytes().startswith((street / "c.jpg").read_bytes())  # still broken, but different
