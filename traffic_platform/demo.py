@@ -69,10 +69,11 @@ def prepare_images(out: Path, count: int) -> list[Path]:
         if sources:
             src = sources[i % len(sources)]
             target = out / format_file_name(address, city, country, when, src.suffix.lower().lstrip("."))
-            if i < len(sources):
+            use = i // len(sources)
+            if use == 0:
                 shutil.copyfile(src, target)
-            else:  # a photo's second use: another picture, so no_duplicate_content has nothing to flag
-                target.write_bytes(mirrored(src.read_bytes()))
+            else:  # a photo used again: another picture, so no_duplicate_content has nothing to flag
+                target.write_bytes(variant(src.read_bytes(), use))
         else:
             target = out / format_file_name(address, city, country, when, "jpg")
             target.write_bytes(synthetic_street(seed=i))
@@ -82,19 +83,25 @@ def prepare_images(out: Path, count: int) -> list[Path]:
     return [*files, bad]
 
 
-def mirrored(data: bytes) -> bytes:
-    """The photo flipped left to right, in its own format; bytes that do not decode (the
-    sample truncated JPEG) get a trailing byte instead, so they stay broken but differ."""
+def variant(data: bytes, use: int) -> bytes:
+    """Another picture from a photo for its ``use``-th reuse (1, 2, …): mirrored on odd uses,
+    and from the second on, ``8 * use`` pixel columns cut off the right. Bytes that do not
+    decode (the sample truncated JPEG) get ``use`` trailing bytes instead: still broken, but
+    different."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt = img.format
-            flipped = ImageOps.mirror(ImageOps.exif_transpose(img))
+            picture = ImageOps.exif_transpose(img)
+            if use % 2:
+                picture = ImageOps.mirror(picture)
+            if use >= 2:
+                picture = picture.crop((0, 0, max(1, picture.width - 8 * use), picture.height))
     except (OSError, UnidentifiedImageError, SyntaxError):
-        return data + b"\0"
+        return data + b"\0" * use
     buf = io.BytesIO()
-    flipped.save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
+    picture.save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return buf.getvalue()
 
 

@@ -67,8 +67,8 @@ def test_demo_output_is_ours_alone(tmp_path, tiny_detr_dir):
 
 
 def test_demo_samples_never_repeat_a_photo_byte_for_byte(tmp_path, monkeypatch):
-    """Sample photos are used twice (60 images from ~30 photos): the second use is the photo
-    mirrored, so the demo's no_duplicate_content check has no real duplicate to warn about."""
+    """Sample photos are used more than once (60 images from 29 photos): each reuse is another
+    picture (mirrored, cropped), so the demo's no_duplicate_content check has nothing to warn about."""
     import hashlib
 
     from PIL import Image
@@ -81,9 +81,9 @@ def test_demo_samples_never_repeat_a_photo_byte_for_byte(tmp_path, monkeypatch):
     (street / "b.png").write_bytes(buf.getvalue())
     (street / "c.jpg").write_bytes(images.jpeg_bytes(images.street_scene(320, 240, seed=3))[:900])  # truncated
     monkeypatch.setattr(demo, "STREET", street)
-    files = demo.prepare_images(tmp_path / "out", 6)
+    files = demo.prepare_images(tmp_path / "out", 10)  # each photo used three or four times
     captures = [f for f in files if f.name != "not-a-capture-name.jpg"]
-    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in captures}) == 6
+    assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in captures}) == 10
     first, again = captures[0], captures[3]  # a.jpg and its mirror
     with Image.open(first) as one, Image.open(again) as two:
         assert two.format == "JPEG" and two.size == one.size
