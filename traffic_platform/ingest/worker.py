@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .failures import BACKOFF_BASE_S, BACKOFF_CAP_S, TRANSIENT, backoff_delay, decide, describe
@@ -16,7 +16,15 @@ from .spool import Spool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpoolWorker", "backoff_delay"]
+__all__ = ["PersistMany", "SpoolWorker", "backoff_delay"]
+
+#: ``persist_many(jobs, map)``: store a batch, one outcome per job in order (an exception
+#: instance: that job failed; anything else: its rows are committed). ``map`` runs per-job
+#: work (e.g. the object puts) on the worker's pool. ``Persister.persist_many`` is one.
+PersistMany = Callable[[Sequence[CaptureJob], Callable[..., Iterator]], Sequence[object]]
+#: Jobs per ``persist_many`` call: enough to amortise the transaction, few enough that the
+#: first job of a batch is not held long behind the others' objects.
+BATCH_SIZE = 16
 
 
 def _lower_thread_priority(niceness: int = 10) -> None:
@@ -40,9 +48,13 @@ class SpoolWorker:
         backoff_cap: float = BACKOFF_CAP_S,
         on_persisted: Callable[[CaptureJob], None] | None = None,
         concurrency: int = 1,
+        persist_many: PersistMany | None = None,
+        batch_size: int = BATCH_SIZE,
     ):
         self.spool = spool
-        self.persist = persist
+        self.persist = persist  # one job at a time, when ``persist_many`` is None
+        self.persist_many = persist_many
+        self.batch_size = max(1, batch_size)
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -145,11 +157,18 @@ class SpoolWorker:
 
     # -- work ---------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Try every due job once; return how many were persisted."""
+        """Try every due job once; return how many were persisted. With ``persist_many``, in
+        batches of ``batch_size`` (objects on the pool, the rows of a batch in one transaction)."""
         due = list(self.spool.ready())
-        if self._pool is not None and len(due) > 1:
-            return sum(self._pool.map(self._process_unless_stopped, due))
-        return sum(self._process_unless_stopped(capture_id) for capture_id in due)
+        if self.persist_many is not None:
+            batches = (due[i : i + self.batch_size] for i in range(0, len(due), self.batch_size))
+            return sum(self._process_batch(batch) for batch in batches if not self._stop.is_set())
+        return sum(self._map(self._process_unless_stopped, due))
+
+    def _map(self, fn: Callable, items: Iterable) -> Iterator:
+        """``map`` on the worker's pool (in this thread when ``concurrency`` is 1)."""
+        items = list(items)
+        return self._pool.map(fn, items) if self._pool is not None and len(items) > 1 else map(fn, items)
 
     def _process_unless_stopped(self, capture_id: str) -> int:
         return 0 if self._stop.is_set() else self._process(capture_id)
@@ -172,21 +191,50 @@ class SpoolWorker:
 
     def _process(self, capture_id: str) -> int:
         """Try one job; never raises, so one bad job cannot stop the others."""
-        try:
-            job = self.spool.load(capture_id)
-        except FileNotFoundError:
-            return 0
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # corrupt file: nothing a retry can fix
-            self._give_up(capture_id, f"unreadable job: {describe(exc)}", attempt=1)
-            return 0
-        except Exception as exc:  # the disk (EIO, ...): back off like any other failure
-            self._failed(capture_id, exc)
+        job = self._load(capture_id)
+        if job is None:
             return 0
         try:
             self.persist(job)
         except Exception as exc:
             self._failed(capture_id, exc)
             return 0
+        return self._finish(job)
+
+    def _process_batch(self, capture_ids: Sequence[str]) -> int:
+        """Try a batch of jobs; each one's outcome is handled alone, exactly as in :meth:`_process`."""
+        jobs = [job for job in map(self._load, capture_ids) if job is not None]
+        if not jobs:
+            return 0
+        try:
+            outcomes = list(self.persist_many(jobs, self._map))
+            if len(outcomes) != len(jobs):
+                raise RuntimeError(f"persist_many returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        except Exception as exc:  # the call itself failed: every job of the batch failed with it
+            outcomes = [exc] * len(jobs)
+        persisted = 0
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._failed(job.capture_id, outcome)
+            else:
+                persisted += self._finish(job)
+        return persisted
+
+    def _load(self, capture_id: str) -> CaptureJob | None:
+        """The spooled job, or None (gone, dead-lettered when corrupt, backed off on a disk error)."""
+        try:
+            return self.spool.load(capture_id)
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # corrupt file: nothing a retry can fix
+            self._give_up(capture_id, f"unreadable job: {describe(exc)}", attempt=1)
+        except Exception as exc:  # the disk (EIO, ...): back off like any other failure
+            self._failed(capture_id, exc)
+        return None
+
+    def _finish(self, job: CaptureJob) -> int:
+        """After the job's rows are committed: remove it from the spool, count, tell the listener."""
+        capture_id = job.capture_id
         try:
             self.spool.done(capture_id)
         except OSError:  # stored, but the job file stays: the next attempt is an idempotent no-op
