@@ -575,6 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="where the '## Ingest' section goes")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write RESULTS.md")
     parser.add_argument("--persist-baseline", default=None, metavar="REF", help="also drain the top concurrency level with git REF's persister (and repository, annotation) in the worker, same run, before ours")
+    parser.add_argument("--store", choices=("s3", "dir"), default="s3", help="ours' object store: moto S3 (default; the AWS shape, but moto's server takes CPU of these cores) or a directory (fsync'ed files: the local deployment); the source path always uses moto S3")
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the c=1 what-if variants (e.g. for a drain-rate run)")
     parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
@@ -637,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             home=workdir / "home",
             database_url=db_url,
-            object_store_uri=f"s3://{bucket}/ours",
+            object_store_uri=f"s3://{bucket}/ours" if args.store == "s3" else (workdir / "objects").resolve().as_uri(),
             s3_endpoint_url=moto_url,
             s3_region=REGION,
             detector=model_spec,
@@ -732,21 +733,23 @@ def main(argv: list[str] | None = None) -> int:
                 all_samples[(mode, c)] = []
                 results[mode][c] = {"wall": 0.0}
             if args.persist_baseline and c == max(levels):
-                # Ours again, but the worker persists with REF's code: the same-run "before".
+                # Ours again, but the worker persists with REF's code, job by job (REF's worker):
+                # the same-run "before".
                 base_persister = baseline_persister(args.persist_baseline, workdir, db_url, lp.store, settings.max_pixels)
-                lp.worker.persist = base_persister.persist
+                lp.worker.persist, lp.worker.persist_many = base_persister.persist, None
                 try:
                     log(f"ours with {args.persist_baseline}'s persister: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
                     smp, t0, t1 = run_load(urls["ours"], "ours", f"c{c}-base", images, args.requests, c, names["ours"])
                     last = wait_persisted(smp)
                 finally:
-                    lp.worker.persist = lp.persister.persist
+                    lp.worker.persist, lp.worker.persist_many = lp.persister.persist, lp.persister.persist_many
                 all_samples[("ours", f"c{c}-base")] = smp
                 ok = sum(1 for s in smp if s.status == 201)
                 r = results.setdefault("ours-base-persist", {})[c] = summarize(smp)
                 r["throughput"] = ok / (t1 - t0)
                 r["throughput_persisted"] = ok / (max(t1, last) - t0)
                 r["drain_s"] = max(0.0, last - t1)
+                r["pending_at_last_answer"] = sum(1 for s in smp if s.capture_id and persisted.get(s.capture_id, float("inf")) > t1)
                 log(f"  base persister c={c}: {r['throughput']:.2f} img/s answered, {r['throughput_persisted']:.2f} until persisted, drain {r['drain_s']:.2f} s")
             for b in range(blocks):
                 for mode in ("source", "ours"):
@@ -895,6 +898,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+#: How each ``--store`` is described in the report.
+STORES = {
+    "s3": "moto S3 (ThreadedMotoServer in a child process, over HTTP on 127.0.0.1) for both paths",
+    "dir": "ours: a directory (fsync'ed files, the local deployment); the source path: moto S3 (a child process, idle during ours' blocks)",
+}
+
+
 def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pixels: int) -> Any:
     """A ``Persister`` from git ``ref``'s ``traffic_platform``, imported as ``traffic_platform_base``
     (the package's imports are relative), over its own engine and the given object store."""
@@ -929,8 +939,8 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
         f"{args.threads or os.cpu_count()}; {len(images)} photos of `{args.images}` "
         f"(median {p50([len(i['data']) for i in images]) / 1e3:.0f} KB, {p50([i['size'][0] * i['size'][1] for i in images]) / 1e6:.2f} MP"
         f"{'; skipped ' + ', '.join(skipped) if skipped else ''}); {args.requests} requests per path per concurrency level; "
-        f"MariaDB (fresh database) + moto S3 (ThreadedMotoServer in a child process) over HTTP on 127.0.0.1; HTTP clients are threads of the bench process; both paths behind the same `ApiServer`/`Api`, same detector instance. "
-        f"Run took {elapsed:.0f} s. Command: `.venv/bin/python bench/ingest.py --requests {args.requests} --concurrency {args.concurrency}`."
+        f"MariaDB (fresh database); object store {STORES[args.store]}; HTTP clients are threads of the bench process; both paths behind the same `ApiServer`/`Api`, same detector instance. "
+        f"Run took {elapsed:.0f} s. Command: `.venv/bin/python bench/ingest.py --requests {args.requests} --concurrency {args.concurrency} --store {args.store}`."
     )
     add("")
     add("| metric | (a) source-system path | (b) ours (spool + worker) |")
@@ -949,7 +959,7 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     add(f"| persistence lag c={cmax} burst p50 / p90 / max (ms) | 0 (synchronous) | {fmt(bb['lag_p50'])} / {fmt(bb['lag_p90'])} / {fmt(bb['lag_max'])} |")
     add(f"| backlog drain after the c={cmax} burst (last answer → last row) | – | {burst.get('drain_s', float('nan')):.2f} s ({burst.get('pending_at_last_answer', 0)} captures pending at the last answer) |")
     for c, r in results.get("ours-base-persist", {}).items():
-        add(f"| throughput c={c}, ours with `{args.persist_baseline}`'s persister (same run, before ours) | – | {r['throughput']:.2f} ({r['throughput_persisted']:.2f} until persisted; drain {r['drain_s']:.2f} s) |")
+        add(f"| throughput c={c}, ours with `{args.persist_baseline}`'s persister, job by job (same run, before ours) | – | {r['throughput']:.2f} ({r['throughput_persisted']:.2f} until persisted; drain {r['drain_s']:.2f} s, {r['pending_at_last_answer']} pending at the last answer) |")
     add(f"| errors (non-201) | {sum(results['source'][c]['errors'] for c in levels)} | {sum(results['ours'][c]['errors'] for c in levels)} |")
     add("")
     add(
