@@ -61,7 +61,7 @@ class Settings:
     persist_backoff_cap_s: float = 30.0  # longest wait between two attempts (also the most an outage's end waits)
     backlog_warn_minutes: float = 10.0  # /readyz "degraded" and a Dagster warning past this oldest pending job
     persist_concurrency: int = 4  # jobs persisted at once by the local worker (mostly I/O waits)
-    persist_catch_up_backlog: int = 64  # due jobs from which the local worker stops yielding the CPU (0: never)
+    persist_catch_up_backlog: int = 0  # due jobs from which the local worker stops yielding the CPU (0: never)
     queue_url: str | None = None  # SQS queue for the AWS hand-off
     sqs_region: str = ""  # "": the region in the queue URL, else the function's region (as s3_region)
     api_base_path: str = ""  # a custom-domain base path ("/traffic"), stripped before routing

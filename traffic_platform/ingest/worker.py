@@ -259,6 +259,10 @@ class SpoolWorker:
         except Exception as exc:
             self._failed(capture_id, exc)
             return 0
+        try:
+            self.spool.done(capture_id)
+        except OSError as exc:
+            return self._finish(job, exc)
         return self._finish(job)
 
     def _process_batch(self, capture_ids: Sequence[str]) -> int:
@@ -272,13 +276,17 @@ class SpoolWorker:
                 raise RuntimeError(f"persist_many returned {len(outcomes)} outcomes for {len(jobs)} jobs")
         except Exception as exc:  # the call itself failed: every job of the batch failed with it
             outcomes = [exc] * len(jobs)
-        persisted = 0
+        stored = []
         for job, outcome in zip(jobs, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 self._failed(job.capture_id, outcome)
             else:
-                persisted += self._finish(job)
-        return persisted
+                stored.append(job)
+        try:
+            not_removed = self.spool.done_many([job.capture_id for job in stored]) if stored else {}
+        except Exception as exc:  # noqa: BLE001 - as an OSError of each: the next attempt is a no-op
+            not_removed = dict.fromkeys((job.capture_id for job in stored), exc)
+        return sum(self._finish(job, not_removed.get(job.capture_id)) for job in stored)
 
     def _load(self, capture_id: str) -> CaptureJob | None:
         """The spooled job, or None (gone, dead-lettered when corrupt, backed off on a disk error)."""
@@ -292,13 +300,11 @@ class SpoolWorker:
             self._failed(capture_id, exc)
         return None
 
-    def _finish(self, job: CaptureJob) -> int:
-        """After the job's rows are committed: remove it from the spool, count, tell the listener."""
+    def _finish(self, job: CaptureJob, not_removed: Exception | None = None) -> int:
+        """After the job's rows are committed and ``spool.done`` was tried: count, tell the listener."""
         capture_id = job.capture_id
-        try:
-            self.spool.done(capture_id)
-        except OSError:  # stored, but the job file stays: the next attempt is an idempotent no-op
-            log.exception("capture %s stored but its spool job could not be removed", capture_id)
+        if not_removed is not None:  # stored, but the job file stays: the next attempt is an idempotent no-op
+            log.error("capture %s stored but its spool job could not be removed: %s", capture_id, describe(not_removed))
             return 0
         with self._counts:
             self.persisted += 1

@@ -145,16 +145,36 @@ def test_replaying_a_batch_changes_nothing(spool, store, repo, engine):
 def test_rows_are_committed_before_any_job_of_the_batch_is_done(spool, store, repo, monkeypatch):
     jobs = [make_job(i) for i in range(6)]
     submit(spool, jobs)
-    real_done = spool.done
+    real_done_many = spool.done_many
     seen = []
 
-    def done(capture_id):
-        seen.append(all(repo.capture_exists(j.capture_id) for j in jobs))  # another connection sees them
-        real_done(capture_id)
+    def done_many(capture_ids):
+        seen.append((len(capture_ids), all(repo.capture_exists(j.capture_id) for j in jobs)))  # another connection
+        return real_done_many(capture_ids)
 
-    monkeypatch.setattr(spool, "done", done)
+    monkeypatch.setattr(spool, "done_many", done_many)
     assert batch_worker(spool, Persister(repo, store)).run_once() == 6
-    assert seen == [True] * 6
+    assert seen == [(6, True)]  # one call (one directory fsync) for the batch
+
+
+def test_a_job_that_cannot_leave_the_spool_is_replayed_as_a_no_op(spool, store, repo, engine, monkeypatch):
+    jobs = [make_job(i) for i in range(4)]
+    submit(spool, jobs)
+    stuck = jobs[3].capture_id
+    real_done_many = spool.done_many
+
+    def done_many(capture_ids):
+        failed = real_done_many([c for c in capture_ids if c != stuck])
+        return failed | {stuck: PermissionError(13, "read-only")}
+
+    monkeypatch.setattr(spool, "done_many", done_many)
+    worker = batch_worker(spool, Persister(repo, store))
+    assert worker.run_once() == 3
+    assert list(spool.ready()) == [stuck] and worker.failures == 0  # stored, only its job file stayed
+    before = table_counts(engine)
+    monkeypatch.undo()
+    assert worker.run_once() == 1
+    assert spool.depth() == 0 and table_counts(engine) == before
 
 
 def test_a_database_outage_keeps_the_whole_batch(spool, store, repo, monkeypatch):
