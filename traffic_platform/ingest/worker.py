@@ -70,8 +70,8 @@ class SpoolWorker:
         self.persist_many = persist_many
         self.batch_size = max(1, batch_size)
         # From this many due jobs on (0: never) the worker's threads run at the process's own
-        # priority instead of NICE, until the backlog is below half of it: persistence catches
-        # up, at the cost of answer latency while it does.
+        # priority instead of NICE, until the backlog is below half of it. Meant for a worker in
+        # its own process: in the server's it costs answers and gains nothing (one GIL; measured).
         self.catch_up_backlog = catch_up_backlog
         self._base_niceness = _own_niceness()
         self._niceness = NICE
