@@ -33,6 +33,7 @@ repeat. Numbers are comparable only within one run: the 2-core hosts are shared.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -50,7 +51,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -587,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=ROOT / "bench" / "RESULTS.md", help="where the '## Ingest' section goes")
     parser.add_argument("--no-record", action="store_true", help="print only; do not write RESULTS.md")
     parser.add_argument("--persist-baseline", default=None, metavar="REF", help="also drain the top concurrency level with git REF's persister (and repository, annotation) in the worker, same run, before ours")
+    parser.add_argument("--store", choices=("s3", "dir"), default="s3", help="ours' object store: moto S3 (default; the AWS shape, but moto's server takes CPU of these cores) or a directory (fsync'ed files: the local deployment); the source path always uses moto S3")
+    parser.add_argument("--source-requests", type=int, default=None, metavar="N", help="requests per concurrency level for the source path (default --requests; it is ~10x slower)")
+    parser.add_argument("--worker", choices=("thread", "process"), default="thread", help="ours' spool worker: a thread of the server process (default; `traffic-platform serve`) or its own process (`traffic-platform worker` beside `serve`: its own GIL); with process, persistence is timed by watching the spool (10 ms) and the extra blocks are skipped")
+    parser.add_argument("--compare-catch-up", action="store_true", help="also run the top concurrency level with the worker's catch-up off (TRAFFIC_PERSIST_CATCH_UP_BACKLOG=0), same run, before ours")
+    parser.add_argument("--catch-up-backlog", type=int, default=None, metavar="N", help="ours' TRAFFIC_PERSIST_CATCH_UP_BACKLOG (default: the platform's)")
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the c=1 what-if variants (e.g. for a drain-rate run)")
     parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
@@ -596,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's access log
+    logging.getLogger("traffic_platform.ingest.worker").setLevel(logging.INFO)  # when it catches up
     for name, value in FAKE_AWS_ENV.items():  # never reach real AWS
         os.environ[name] = value
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
@@ -636,6 +643,8 @@ def main(argv: list[str] | None = None) -> int:
     db_url, drop_db = fresh_database(args.mariadb_url)
     log(f"moto at {moto_url}; database {db_url.rsplit('/', 1)[1].split('?')[0]}")
     servers: list[Any] = []
+    children: list[subprocess.Popen] = []
+    watch_stop = threading.Event()
     lp = None
     try:
         import boto3
@@ -649,12 +658,13 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(
             home=workdir / "home",
             database_url=db_url,
-            object_store_uri=f"s3://{bucket}/ours",
+            object_store_uri=f"s3://{bucket}/ours" if args.store == "s3" else (workdir / "objects").resolve().as_uri(),
             s3_endpoint_url=moto_url,
             s3_region=REGION,
             detector=model_spec,
             detector_threads=args.threads,
             spool_dir=workdir / "spool",
+            **({} if args.catch_up_backlog is None else {"persist_catch_up_backlog": args.catch_up_backlog}),
         )
         settings.validate()
         log("loading the detector (one instance, shared by both paths) ...")
@@ -698,6 +708,10 @@ def main(argv: list[str] | None = None) -> int:
                 persisted[job.capture_id] = time.perf_counter()
 
         lp.worker.on_persisted = on_persisted
+        if args.worker == "process":  # `traffic-platform worker` takes the spool; ours' thread waits
+            worker_proc, spool_seen = start_worker_process(settings, moto_url, model_spec), set()
+            children.append(worker_proc)
+            threading.Thread(target=watch_spool, args=(lp.spool.pending, spool_seen, persisted, persisted_lock, watch_stop), daemon=True).start()
         lp.__enter__()
         server_b = lp.http_server().start()
         servers.append(server_b)
@@ -710,6 +724,11 @@ def main(argv: list[str] | None = None) -> int:
         def wait_persisted(samples: list[Sample], timeout: float = 180.0) -> float:
             """Wait until every accepted capture of ``samples`` is persisted; return the last persist time."""
             wanted = {s.capture_id for s in samples if s.status == 201 and s.capture_id}
+            if args.worker == "process":  # stored before the watcher saw it: count it stored when answered
+                for s in samples:
+                    if s.capture_id in wanted - spool_seen and not (lp.spool.pending / f"{s.capture_id}.job").exists():
+                        with persisted_lock:
+                            persisted.setdefault(s.capture_id, s.answered_at)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 with persisted_lock:
@@ -733,7 +752,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
         wait_persisted(warm)
 
-        results: dict[str, dict[int, dict[str, Any]]] = {"source": {}, "ours": {}}
+        results: dict[str, dict[Any, dict[str, Any]]] = {"source": {}, "ours": {}, "extra": {}}
         all_samples: dict[tuple[str, int], list[Sample]] = {}
         burst: dict[str, float] = {}
         for c in levels:
@@ -743,27 +762,27 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("source", "ours"):
                 all_samples[(mode, c)] = []
                 results[mode][c] = {"wall": 0.0}
-            if args.persist_baseline and c == max(levels):
-                # Ours again, but the worker persists with REF's code: the same-run "before".
-                base_persister = baseline_persister(args.persist_baseline, workdir, db_url, lp.store, settings.max_pixels)
-                lp.worker.persist = base_persister.persist
-                try:
-                    log(f"ours with {args.persist_baseline}'s persister: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
-                    smp, t0, t1 = run_load(urls["ours"], "ours", f"c{c}-base", images, args.requests, c, names["ours"])
-                    last = wait_persisted(smp)
-                finally:
-                    lp.worker.persist = lp.persister.persist
-                all_samples[("ours", f"c{c}-base")] = smp
-                ok = sum(1 for s in smp if s.status == 201)
-                r = results.setdefault("ours-base-persist", {})[c] = summarize(smp)
-                r["throughput"] = ok / (t1 - t0)
-                r["throughput_persisted"] = ok / (max(t1, last) - t0)
-                r["drain_s"] = max(0.0, last - t1)
-                log(f"  base persister c={c}: {r['throughput']:.2f} img/s answered, {r['throughput_persisted']:.2f} until persisted, drain {r['drain_s']:.2f} s")
+            if c == max(levels):
+                # The same-run "before"s of ours at the top level, each its own block before ours:
+                # REF's persister, job by job (REF's worker); ours with the catch-up off.
+                for label, patch in extra_blocks(args, lp, workdir, db_url, settings):
+                    log(f"ours, {label}: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
+                    with patch():
+                        smp, t0, t1 = run_load(urls["ours"], "ours", f"c{c}-{len(results['extra'])}", images, args.requests, c, names["ours"])
+                        last = wait_persisted(smp)
+                    all_samples[("ours", f"c{c}-{label}")] = smp
+                    ok = sum(1 for s in smp if s.status == 201)
+                    r = results["extra"][label] = summarize(smp)
+                    r["throughput"] = ok / (t1 - t0)
+                    r["throughput_persisted"] = ok / (max(t1, last) - t0)
+                    r["drain_s"] = max(0.0, last - t1)
+                    r["pending_at_last_answer"] = sum(1 for s in smp if s.capture_id and persisted.get(s.capture_id, float("inf")) > t1)
+                    log(f"  {label} c={c}: {r['throughput']:.2f} img/s answered, {r['throughput_persisted']:.2f} until persisted, drain {r['drain_s']:.2f} s, p50 {r['p50']:.0f} ms")
             for b in range(blocks):
                 for mode in ("source", "ours"):
-                    log(f"{mode}: concurrency {c}, block {b + 1}/{blocks}, {per_block} requests (load {loadavg()}) ...")
-                    smp, t0, t1 = run_load(urls[mode], mode, f"c{c}", images, per_block, c, names[mode], offset=b * per_block)
+                    n = per_block if mode == "ours" or not args.source_requests else max(1, args.source_requests // blocks)
+                    log(f"{mode}: concurrency {c}, block {b + 1}/{blocks}, {n} requests (load {loadavg()}) ...")
+                    smp, t0, t1 = run_load(urls[mode], mode, f"c{c}", images, n, c, names[mode], offset=b * per_block)
                     all_samples[(mode, c)] += smp
                     results[mode][c]["wall"] += t1 - t0
                     if mode == "ours":
@@ -874,6 +893,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for srv in servers:
             srv.stop()
+        watch_stop.set()
+        for child in children:
+            child.terminate()
+            child.wait(30)
         if lp is not None:
             lp.__exit__(None, None, None)
         stop_moto(moto)
@@ -907,6 +930,84 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def start_worker_process(settings: Any, moto_url: str, model_spec: str) -> subprocess.Popen:
+    """``traffic-platform worker`` on ``settings``' spool, database and store; returns once it holds the spool."""
+    import fcntl
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAFFIC_HOME": str(settings.home), "TRAFFIC_DATABASE_URL": settings.database_url,
+           "TRAFFIC_OBJECT_STORE_URI": settings.object_store_uri, "TRAFFIC_S3_ENDPOINT_URL": moto_url, "TRAFFIC_S3_REGION": REGION,
+           "TRAFFIC_SPOOL_DIR": str(settings.spool_dir), "TRAFFIC_DETECTOR": model_spec, "TRAFFIC_LOG_LEVEL": "WARNING",
+           "TRAFFIC_PERSIST_CATCH_UP_BACKLOG": str(settings.persist_catch_up_backlog)}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "traffic_platform.cli", "worker"], env=env, stdout=subprocess.DEVNULL)
+    lock = settings.spool_dir / "worker.lock"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if lock.exists():
+            with open(lock) as fh:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                except BlockingIOError:
+                    return proc
+        time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the worker process did not take the spool")
+
+
+def watch_spool(pending: Path, seen: set[str], persisted: dict[str, float], lock: threading.Lock, stop: threading.Event) -> None:
+    """Record when each job seen in ``pending`` leaves it (the worker process removes it after its rows commit)."""
+    live: set[str] = set()
+    while not stop.is_set():
+        now = time.perf_counter()
+        current = {name[:-4] for name in os.listdir(pending) if name.endswith(".job")}
+        with lock:
+            for capture_id in live - current:
+                persisted.setdefault(capture_id, now)
+        seen.update(current - live)
+        live = current
+        stop.wait(0.01)
+
+
+def extra_blocks(args: Any, lp: Any, workdir: Path, db_url: str, settings: Any) -> list[tuple[str, Callable[[], Any]]]:
+    """``(label, context manager factory)`` per extra top-level block: the worker patched for it."""
+    blocks = []
+    if args.worker == "process":
+        return blocks
+    worker = lp.worker
+    if args.persist_baseline:
+        base = baseline_persister(args.persist_baseline, workdir, db_url, lp.store, settings.max_pixels)
+
+        @contextlib.contextmanager
+        def baseline() -> Iterator[None]:
+            worker.persist, worker.persist_many, worker.catch_up_backlog = base.persist, None, 0
+            try:
+                yield
+            finally:
+                worker.persist, worker.persist_many = lp.persister.persist, lp.persister.persist_many
+                worker.catch_up_backlog = settings.persist_catch_up_backlog
+
+        blocks.append((f"with `{args.persist_baseline}`'s persister, job by job, nice throughout", baseline))
+    if args.compare_catch_up:
+
+        @contextlib.contextmanager
+        def no_catch_up() -> Iterator[None]:
+            worker.catch_up_backlog = 0
+            try:
+                yield
+            finally:
+                worker.catch_up_backlog = settings.persist_catch_up_backlog
+
+        blocks.append(("batched, catch-up off (nice throughout)", no_catch_up))
+    return blocks
+
+
+#: How each ``--store`` is described in the report.
+STORES = {
+    "s3": "moto S3 (ThreadedMotoServer in a child process, over HTTP on 127.0.0.1) for both paths",
+    "dir": "ours: a directory (fsync'ed files, the local deployment); the source path: moto S3 (a child process, idle during ours' blocks)",
+}
+
+
 def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pixels: int) -> Any:
     """A ``Persister`` from git ``ref``'s ``traffic_platform``, imported as ``traffic_platform_base``
     (the package's imports are relative), over its own engine and the given object store."""
@@ -930,6 +1031,12 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     ratio_bare = our1["p50"] / bare_ms
     speedup = src1["p50"] / our1["p50"]
     cmax = max(levels)
+    from traffic_platform.config import Settings
+    from traffic_platform.ingest.worker import BATCH_SIZE
+
+    catch_up = Settings.persist_catch_up_backlog if args.catch_up_backlog is None else args.catch_up_backlog
+    settings_desc = f"catch-up from {catch_up} due jobs" if catch_up else "nice throughout (catch-up off)"
+    settings_desc += ", a thread of the server process" if args.worker == "thread" else ", its own process (`traffic-platform worker`; persisted = left the spool, watched every 10 ms)"
     lines: list[str] = []
     add = lines.append
     add("## Ingest")
@@ -941,8 +1048,8 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
         f"{args.threads or os.cpu_count()}; {len(images)} photos of `{args.images}` "
         f"(median {p50([len(i['data']) for i in images]) / 1e3:.0f} KB, {p50([i['size'][0] * i['size'][1] for i in images]) / 1e6:.2f} MP"
         f"{'; skipped ' + ', '.join(skipped) if skipped else ''}); {args.requests} requests per path per concurrency level; "
-        f"MariaDB (fresh database) + moto S3 (ThreadedMotoServer in a child process) over HTTP on 127.0.0.1; HTTP clients are threads of the bench process; both paths behind the same `ApiServer`/`Api`, same detector instance. "
-        f"Run took {elapsed:.0f} s. Command: `.venv/bin/python bench/ingest.py --requests {args.requests} --concurrency {args.concurrency}`."
+        f"MariaDB (fresh database); object store {STORES[args.store]}; HTTP clients are threads of the bench process; both paths behind the same `ApiServer`/`Api`, same detector instance. "
+        f"Run took {elapsed:.0f} s. ours' worker: batches of {BATCH_SIZE}, {settings_desc}. Command: `.venv/bin/python bench/ingest.py {' '.join(sys.argv[1:])}`."
     )
     add("")
     add("| metric | (a) source-system path | (b) ours (spool + worker) |")
@@ -960,8 +1067,9 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     bb = results["ours"][cmax]
     add(f"| persistence lag c={cmax} burst p50 / p90 / max (ms) | 0 (synchronous) | {fmt(bb['lag_p50'])} / {fmt(bb['lag_p90'])} / {fmt(bb['lag_max'])} |")
     add(f"| backlog drain after the c={cmax} burst (last answer → last row) | – | {burst.get('drain_s', float('nan')):.2f} s ({burst.get('pending_at_last_answer', 0)} captures pending at the last answer) |")
-    for c, r in results.get("ours-base-persist", {}).items():
-        add(f"| throughput c={c}, ours with `{args.persist_baseline}`'s persister (same run, before ours) | – | {r['throughput']:.2f} ({r['throughput_persisted']:.2f} until persisted; drain {r['drain_s']:.2f} s) |")
+    for label, r in results["extra"].items():
+        add(f"| throughput c={cmax}, ours {label} (same run, before ours) | – | {r['throughput']:.2f} ({r['throughput_persisted']:.2f} until persisted; "
+            f"drain {r['drain_s']:.2f} s, {r['pending_at_last_answer']} pending at the last answer; p50 / p90 {fmt(r['p50'])} / {fmt(r['p90'])} ms) |")
     add(f"| errors (non-201) | {sum(results['source'][c]['errors'] for c in levels)} | {sum(results['ours'][c]['errors'] for c in levels)} |")
     add("")
     add(

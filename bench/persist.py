@@ -13,7 +13,8 @@ Profile: the median over ``--profile-runs`` persists of a 1280x720 street photo 
 ``--detections`` synthetic boxes (all six classes): object puts, the decode, drawing,
 JPEG encode, ``save_capture``, and the SQL statements plus pool checkouts per capture
 (each a round trip on MariaDB; checkouts also ping). Drain: ``--jobs`` jobs spooled
-first, then ``SpoolWorker(concurrency=4)`` (the platform default) drains them; img/s.
+first, then ``SpoolWorker(concurrency=4)`` (the platform default; in batches where the
+side's worker has ``persist_many``, as ``LocalPlatform`` builds it) drains them; img/s.
 """
 
 from __future__ import annotations
@@ -171,7 +172,10 @@ def _side(args: argparse.Namespace) -> dict:
         spool = Spool(work / "spool")
         for i in range(args.jobs):
             spool.submit(_job(photos[i % len(photos)], i, args.detections, "drainbench"))
-        worker = SpoolWorker(spool, persister.persist, concurrency=4)
+        import inspect
+
+        batched = "persist_many" in inspect.signature(SpoolWorker).parameters  # as LocalPlatform builds it
+        worker = SpoolWorker(spool, persister.persist, concurrency=4, **({"persist_many": persister.persist_many} if batched else {}))
         t = time.perf_counter()
         worker.acquire()
         ok = worker.drain(timeout=600)

@@ -58,6 +58,7 @@ class LocalPlatform:
         self.worker = SpoolWorker(
             self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts,
             backoff_cap=settings.persist_backoff_cap_s, concurrency=settings.persist_concurrency,
+            persist_many=self.persister.persist_many, catch_up_backlog=settings.persist_catch_up_backlog,
         )
         self.run_worker = run_worker
         self.metrics = Metrics()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -50,25 +50,29 @@ class Persister:
         self._log(record, created, started)
         return created
 
-    def persist_many(self, jobs: Sequence[CaptureJob]) -> list[bool | Exception]:
+    def persist_many(
+        self, jobs: Sequence[CaptureJob], map: Callable[..., Iterator] = map
+    ) -> list[bool | Exception]:
         """:meth:`persist` for a batch, one result per job (``True``: new capture; or the
-        exception that job raised): objects job by job, then the rows of all in one
-        transaction (:meth:`Repository.save_captures`); a failing job fails alone."""
+        exception that job raised): the objects job by job (through ``map``: e.g. a thread
+        pool's), then the rows of all in one transaction (:meth:`Repository.save_captures`);
+        a failing job fails alone."""
         started = time.perf_counter()
-        results: list[bool | Exception] = []
-        ready: list[tuple[int, CaptureRecord]] = []
-        for i, job in enumerate(jobs):
-            try:
-                ready.append((i, self._store_objects(job)))
-                results.append(False)
-            except Exception as exc:  # noqa: BLE001 - reported per job
-                results.append(exc)
+        stored = list(map(self._try_store_objects, jobs))
+        results: list[bool | Exception] = [r if isinstance(r, Exception) else False for r in stored]
+        ready = [(i, r) for i, r in enumerate(stored) if isinstance(r, CaptureRecord)]
         saved = self.repo.save_captures([record for _, record in ready]) if ready else []
         for (i, record), outcome in zip(ready, saved, strict=True):
             results[i] = outcome
             if not isinstance(outcome, Exception):
                 self._log(record, outcome, started)
         return results
+
+    def _try_store_objects(self, job: CaptureJob) -> CaptureRecord | Exception:
+        try:
+            return self._store_objects(job)
+        except Exception as exc:  # noqa: BLE001 - reported per job
+            return exc
 
     def _store_objects(self, job: CaptureJob) -> CaptureRecord:
         """Put the image (and the annotated copy of an accepted one); the record with its keys."""

@@ -18,7 +18,7 @@ import os
 import struct
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .handoff import CaptureJob
@@ -120,9 +120,24 @@ class Spool:
         return info["count"]
 
     def done(self, capture_id: str) -> None:
-        (self.pending / f"{capture_id}.job").unlink(missing_ok=True)
-        (self.pending / f"{capture_id}.attempts").unlink(missing_ok=True)
-        _fsync_dir(self.pending)
+        failed = self.done_many([capture_id])
+        if failed:
+            raise failed[capture_id]
+
+    def done_many(self, capture_ids: Sequence[str]) -> dict[str, OSError]:
+        """Remove stored jobs with one directory fsync; the ones that could not be removed, with why."""
+        failed: dict[str, OSError] = {}
+        for capture_id in capture_ids:
+            try:
+                (self.pending / f"{capture_id}.job").unlink(missing_ok=True)
+                (self.pending / f"{capture_id}.attempts").unlink(missing_ok=True)
+            except OSError as exc:
+                failed[capture_id] = exc
+        try:
+            _fsync_dir(self.pending)
+        except OSError as exc:
+            return dict.fromkeys(capture_ids, exc)
+        return failed
 
     def dead_letter(self, capture_id: str, reason: str) -> None:
         """Move a job that keeps failing aside, with the reason, for an operator to replay."""

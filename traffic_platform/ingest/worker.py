@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from .failures import BACKOFF_BASE_S, BACKOFF_CAP_S, TRANSIENT, backoff_delay, decide, describe
@@ -16,15 +16,36 @@ from .spool import Spool
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SpoolWorker", "backoff_delay"]
+__all__ = ["PersistMany", "SpoolWorker", "backoff_delay"]
+
+#: ``persist_many(jobs, map)``: store a batch, one outcome per job in order (an exception
+#: instance: that job failed; anything else: its rows are committed). ``map`` runs per-job
+#: work (e.g. the object puts) on the worker's pool. ``Persister.persist_many`` is one.
+PersistMany = Callable[[Sequence[CaptureJob], Callable[..., Iterator]], Sequence[object]]
+#: Jobs per ``persist_many`` call: enough to amortise the transaction, few enough that the
+#: first job of a batch is not held long behind the others' objects.
+BATCH_SIZE = 16
 
 
-def _lower_thread_priority(niceness: int = 10) -> None:
-    """Let requests win the CPU: on Linux a thread has its own nice value (by native id)."""
+#: The worker threads' nice value: requests win the CPU, persistence uses what is left.
+NICE = 10
+
+
+def _set_thread_niceness(native_id: int, niceness: int) -> bool:
+    """On Linux a thread has its own nice value (by native id); False where not permitted
+    (lowering it needs CAP_SYS_NICE or RLIMIT_NICE) or not Linux."""
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
-    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
-        pass
+        os.setpriority(os.PRIO_PROCESS, native_id, niceness)
+    except (AttributeError, OSError):
+        return False
+    return True
+
+
+def _own_niceness() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)  # this thread's (on Linux): the process's at start
+    except (AttributeError, OSError):
+        return 0
 
 
 class SpoolWorker:
@@ -40,9 +61,21 @@ class SpoolWorker:
         backoff_cap: float = BACKOFF_CAP_S,
         on_persisted: Callable[[CaptureJob], None] | None = None,
         concurrency: int = 1,
+        persist_many: PersistMany | None = None,
+        batch_size: int = BATCH_SIZE,
+        catch_up_backlog: int = 0,
     ):
         self.spool = spool
-        self.persist = persist
+        self.persist = persist  # one job at a time, when ``persist_many`` is None
+        self.persist_many = persist_many
+        self.batch_size = max(1, batch_size)
+        # From this many due jobs on (0: never) the worker's threads run at the process's own
+        # priority instead of NICE, until the backlog is below half of it. Meant for a worker in
+        # its own process: in the server's it costs answers and gains nothing (one GIL; measured).
+        self.catch_up_backlog = catch_up_backlog
+        self._base_niceness = _own_niceness()
+        self._niceness = NICE
+        self._thread_ids: set[int] = set()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -51,7 +84,7 @@ class SpoolWorker:
         # with intake; each job's own writes stay ordered and idempotent.
         self.concurrency = max(1, concurrency)
         self._pool = (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="persist", initializer=_lower_thread_priority)
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="persist", initializer=self._enter_thread)
             if self.concurrency > 1
             else None
         )
@@ -125,14 +158,46 @@ class SpoolWorker:
             self._thread.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
+        with self._counts:
+            self._thread_ids.clear()  # gone: their ids may be reused by other threads
         self.release()
 
     def notify(self) -> None:
         """Wake the worker now (a job was just submitted)."""
         self._wake.set()
 
+    def _enter_thread(self) -> None:
+        """A worker thread starts: at the worker's current priority, and followed by :meth:`_pace`."""
+        native_id = threading.get_native_id()
+        with self._counts:
+            self._thread_ids.add(native_id)
+        _set_thread_niceness(native_id, self._niceness)
+
+    def _pace(self, backlog: int) -> None:
+        """Catch up (the process's priority) while ``backlog`` is at ``catch_up_backlog`` or more,
+        back to NICE once it is below half of that."""
+        limit = self.catch_up_backlog
+        if self._niceness == NICE:
+            if not limit or backlog < limit:
+                return
+            wanted = self._base_niceness
+        else:
+            if limit and backlog >= limit / 2:
+                return
+            wanted = NICE
+        with self._counts:
+            ids = list(self._thread_ids)
+        if all(_set_thread_niceness(native_id, wanted) for native_id in ids):
+            self._niceness = wanted
+            log.info("spool backlog %d: persisting at nice %d", backlog, wanted)
+        else:  # e.g. not permitted to lower the nice value again: stay as we are
+            for native_id in ids:
+                _set_thread_niceness(native_id, self._niceness)
+            log.warning("spool backlog %d: could not set the worker's nice value to %d", backlog, wanted)
+            self.catch_up_backlog = 0
+
     def run_forever(self, poll_interval: float = 0.25) -> None:
-        _lower_thread_priority()
+        self._enter_thread()
         if not self.holds_lock and not self._wait_for_lock(poll_interval):
             return
         while not self._stop.is_set():
@@ -145,11 +210,25 @@ class SpoolWorker:
 
     # -- work ---------------------------------------------------------------------------
     def run_once(self) -> int:
-        """Try every due job once; return how many were persisted."""
+        """Try every due job once; return how many were persisted. With ``persist_many``, in
+        batches of ``batch_size`` (objects on the pool, the rows of a batch in one transaction)."""
         due = list(self.spool.ready())
-        if self._pool is not None and len(due) > 1:
-            return sum(self._pool.map(self._process_unless_stopped, due))
-        return sum(self._process_unless_stopped(capture_id) for capture_id in due)
+        self._pace(len(due))
+        if self.persist_many is None:
+            return sum(self._map(self._process_unless_stopped, due))
+        persisted = 0
+        for start in range(0, len(due), self.batch_size):
+            if self._stop.is_set():
+                break
+            if start and self.catch_up_backlog:
+                self._pace(self.spool.depth())  # a batch done; jobs kept arriving meanwhile
+            persisted += self._process_batch(due[start : start + self.batch_size])
+        return persisted
+
+    def _map(self, fn: Callable, items: Iterable) -> Iterator:
+        """``map`` on the worker's pool (in this thread when ``concurrency`` is 1)."""
+        items = list(items)
+        return self._pool.map(fn, items) if self._pool is not None and len(items) > 1 else map(fn, items)
 
     def _process_unless_stopped(self, capture_id: str) -> int:
         return 0 if self._stop.is_set() else self._process(capture_id)
@@ -172,15 +251,8 @@ class SpoolWorker:
 
     def _process(self, capture_id: str) -> int:
         """Try one job; never raises, so one bad job cannot stop the others."""
-        try:
-            job = self.spool.load(capture_id)
-        except FileNotFoundError:
-            return 0
-        except (ValueError, KeyError, TypeError, IndexError) as exc:  # corrupt file: nothing a retry can fix
-            self._give_up(capture_id, f"unreadable job: {describe(exc)}", attempt=1)
-            return 0
-        except Exception as exc:  # the disk (EIO, ...): back off like any other failure
-            self._failed(capture_id, exc)
+        job = self._load(capture_id)
+        if job is None:
             return 0
         try:
             self.persist(job)
@@ -189,8 +261,50 @@ class SpoolWorker:
             return 0
         try:
             self.spool.done(capture_id)
-        except OSError:  # stored, but the job file stays: the next attempt is an idempotent no-op
-            log.exception("capture %s stored but its spool job could not be removed", capture_id)
+        except OSError as exc:
+            return self._finish(job, exc)
+        return self._finish(job)
+
+    def _process_batch(self, capture_ids: Sequence[str]) -> int:
+        """Try a batch of jobs; each one's outcome is handled alone, exactly as in :meth:`_process`."""
+        jobs = [job for job in map(self._load, capture_ids) if job is not None]
+        if not jobs:
+            return 0
+        try:
+            outcomes = list(self.persist_many(jobs, self._map))
+            if len(outcomes) != len(jobs):
+                raise RuntimeError(f"persist_many returned {len(outcomes)} outcomes for {len(jobs)} jobs")
+        except Exception as exc:  # the call itself failed: every job of the batch failed with it
+            outcomes = [exc] * len(jobs)
+        stored = []
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                self._failed(job.capture_id, outcome)
+            else:
+                stored.append(job)
+        try:
+            not_removed = self.spool.done_many([job.capture_id for job in stored]) if stored else {}
+        except Exception as exc:  # noqa: BLE001 - as an OSError of each: the next attempt is a no-op
+            not_removed = dict.fromkeys((job.capture_id for job in stored), exc)
+        return sum(self._finish(job, not_removed.get(job.capture_id)) for job in stored)
+
+    def _load(self, capture_id: str) -> CaptureJob | None:
+        """The spooled job, or None (gone, dead-lettered when corrupt, backed off on a disk error)."""
+        try:
+            return self.spool.load(capture_id)
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError, IndexError) as exc:  # corrupt file: nothing a retry can fix
+            self._give_up(capture_id, f"unreadable job: {describe(exc)}", attempt=1)
+        except Exception as exc:  # the disk (EIO, ...): back off like any other failure
+            self._failed(capture_id, exc)
+        return None
+
+    def _finish(self, job: CaptureJob, not_removed: Exception | None = None) -> int:
+        """After the job's rows are committed and ``spool.done`` was tried: count, tell the listener."""
+        capture_id = job.capture_id
+        if not_removed is not None:  # stored, but the job file stays: the next attempt is an idempotent no-op
+            log.error("capture %s stored but its spool job could not be removed: %s", capture_id, describe(not_removed))
             return 0
         with self._counts:
             self.persisted += 1

@@ -47,16 +47,16 @@ def test_old_backlog_and_transient_failures_make_readiness_degraded(tmp_path):
 
         os.utime(platform.spool.pending / f"{job.capture_id}.job")  # young again, but the store is down
 
-        def down(j):
+        def down(*args, **kwargs):
             raise ConnectionRefusedError(111, "Connection refused")
 
-        platform.worker.persist = down
+        platform.store.put = down
         platform.worker.run_once()
         ready = json.loads(_get(platform, "/readyz")[1])
         assert ready["status"] == "degraded" and "failed transiently" in ready["checks"]["spool"]["degraded"]
         assert "ConnectionRefusedError" in ready["checks"]["spool"]["degraded"]
 
-        platform.worker.persist = lambda j: None
+        del platform.store.put  # the store is back
         platform.spool.record_failure(job.capture_id, "x", 0)  # due now
         assert platform.worker.run_once() == 1
         ready = json.loads(_get(platform, "/readyz")[1])

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from traffic_platform.config import Settings
 from traffic_platform.domain.errors import TrafficPlatformError
 from traffic_platform.ingest.local import LocalPlatform
+from traffic_platform.ingest.worker import BATCH_SIZE
 from traffic_platform.storage.tables import capture_counts, captures, detections
 
 from .. import images
@@ -133,7 +134,9 @@ def test_killed_worker_restarts_and_completes_without_duplicates(proxied, tiny_d
         proc.wait(10)
         partial = stored_state(platform.engine)["captures"]
         assert 3 <= partial < 40, f"kill landed outside the batch ({partial} stored)"
-        assert platform.spool.depth() == 40 - partial or platform.spool.depth() == 40 - partial + 1
+        # Rows commit before a job leaves the spool: every job without rows is still there, and at
+        # most one batch (rows committed, not yet marked done) is there with its rows.
+        assert 40 - partial <= platform.spool.depth() <= 40 - partial + BATCH_SIZE
 
         done = subprocess.run([*worker_cmd, "--once", "--timeout", "120"], env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
