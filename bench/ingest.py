@@ -591,8 +591,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", choices=("s3", "dir"), default="s3", help="ours' object store: moto S3 (default; the AWS shape, but moto's server takes CPU of these cores) or a directory (fsync'ed files: the local deployment); the source path always uses moto S3")
     parser.add_argument("--source-requests", type=int, default=None, metavar="N", help="requests per concurrency level for the source path (default --requests; it is ~10x slower)")
     parser.add_argument("--worker", choices=("thread", "process"), default="thread", help="ours' spool worker: a thread of the server process (default; `traffic-platform serve`) or its own process (`traffic-platform worker` beside `serve`: its own GIL); with process, persistence is timed by watching the spool (10 ms) and the extra blocks are skipped")
-    parser.add_argument("--compare-catch-up", action="store_true", help="also run the top concurrency level with the worker's catch-up off (TRAFFIC_PERSIST_CATCH_UP_BACKLOG=0), same run, before ours")
-    parser.add_argument("--catch-up-backlog", type=int, default=None, metavar="N", help="ours' TRAFFIC_PERSIST_CATCH_UP_BACKLOG (default: the platform's)")
+    parser.add_argument("--compare-bound", action="store_true", help="also run the top concurrency level without back-pressure (TRAFFIC_SPOOL_MAX_PENDING=0), same run, before ours")
+    parser.add_argument("--max-pending", type=int, default=None, metavar="N", help="ours' TRAFFIC_SPOOL_MAX_PENDING (default: the platform's)")
     parser.add_argument("--no-diagnostics", action="store_true", help="skip the c=1 what-if variants (e.g. for a drain-rate run)")
     parser.add_argument("--compare-servers", action="store_true", help="only: ours at c=1 behind the stdlib server (before) and uvicorn (now), interleaved; SQLite + file store")
     args = parser.parse_args(argv)
@@ -664,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             detector=model_spec,
             detector_threads=args.threads,
             spool_dir=workdir / "spool",
-            **({} if args.catch_up_backlog is None else {"persist_catch_up_backlog": args.catch_up_backlog}),
+            **({} if args.max_pending is None else {"spool_max_pending": args.max_pending}),
         )
         settings.validate()
         log("loading the detector (one instance, shared by both paths) ...")
@@ -764,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
                 results[mode][c] = {"wall": 0.0}
             if c == max(levels):
                 # The same-run "before"s of ours at the top level, each its own block before ours:
-                # REF's persister, job by job (REF's worker); ours with the catch-up off.
+                # REF's persister, job by job (REF's worker, no bound); ours without back-pressure.
                 for label, patch in extra_blocks(args, lp, workdir, db_url, settings):
                     log(f"ours, {label}: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
                     with patch():
@@ -936,8 +936,7 @@ def start_worker_process(settings: Any, moto_url: str, model_spec: str) -> subpr
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TRAFFIC_HOME": str(settings.home), "TRAFFIC_DATABASE_URL": settings.database_url,
            "TRAFFIC_OBJECT_STORE_URI": settings.object_store_uri, "TRAFFIC_S3_ENDPOINT_URL": moto_url, "TRAFFIC_S3_REGION": REGION,
-           "TRAFFIC_SPOOL_DIR": str(settings.spool_dir), "TRAFFIC_DETECTOR": model_spec, "TRAFFIC_LOG_LEVEL": "WARNING",
-           "TRAFFIC_PERSIST_CATCH_UP_BACKLOG": str(settings.persist_catch_up_backlog)}  # fmt: skip
+           "TRAFFIC_SPOOL_DIR": str(settings.spool_dir), "TRAFFIC_DETECTOR": model_spec, "TRAFFIC_LOG_LEVEL": "WARNING"}  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "traffic_platform.cli", "worker"], env=env, stdout=subprocess.DEVNULL)
     lock = settings.spool_dir / "worker.lock"
     deadline = time.monotonic() + 60
@@ -979,25 +978,25 @@ def extra_blocks(args: Any, lp: Any, workdir: Path, db_url: str, settings: Any) 
 
         @contextlib.contextmanager
         def baseline() -> Iterator[None]:
-            worker.persist, worker.persist_many, worker.catch_up_backlog = base.persist, None, 0
+            worker.persist, worker.persist_many, lp.bound.max_pending = base.persist, None, 0
             try:
                 yield
             finally:
                 worker.persist, worker.persist_many = lp.persister.persist, lp.persister.persist_many
-                worker.catch_up_backlog = settings.persist_catch_up_backlog
+                lp.bound.max_pending = settings.spool_max_pending
 
-        blocks.append((f"with `{args.persist_baseline}`'s persister, job by job, nice throughout", baseline))
-    if args.compare_catch_up:
+        blocks.append((f"with `{args.persist_baseline}`'s persister, job by job, no back-pressure", baseline))
+    if args.compare_bound:
 
         @contextlib.contextmanager
-        def no_catch_up() -> Iterator[None]:
-            worker.catch_up_backlog = 0
+        def no_bound() -> Iterator[None]:
+            lp.bound.max_pending = 0
             try:
                 yield
             finally:
-                worker.catch_up_backlog = settings.persist_catch_up_backlog
+                lp.bound.max_pending = settings.spool_max_pending
 
-        blocks.append(("batched, catch-up off (nice throughout)", no_catch_up))
+        blocks.append(("batched, no back-pressure (TRAFFIC_SPOOL_MAX_PENDING=0)", no_bound))
     return blocks
 
 
@@ -1034,8 +1033,8 @@ def render(*, mach, load_before, load_after, model_spec, model_desc, images, ski
     from traffic_platform.config import Settings
     from traffic_platform.ingest.worker import BATCH_SIZE
 
-    catch_up = Settings.persist_catch_up_backlog if args.catch_up_backlog is None else args.catch_up_backlog
-    settings_desc = f"catch-up from {catch_up} due jobs" if catch_up else "nice throughout (catch-up off)"
+    bound = Settings.spool_max_pending if args.max_pending is None else args.max_pending
+    settings_desc = f"back-pressure at {bound} pending jobs" if bound else "no back-pressure"
     settings_desc += ", a thread of the server process" if args.worker == "thread" else ", its own process (`traffic-platform worker`; persisted = left the spool, watched every 10 ms)"
     lines: list[str] = []
     add = lines.append

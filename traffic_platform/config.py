@@ -61,7 +61,7 @@ class Settings:
     persist_backoff_cap_s: float = 30.0  # longest wait between two attempts (also the most an outage's end waits)
     backlog_warn_minutes: float = 10.0  # /readyz "degraded" and a Dagster warning past this oldest pending job
     persist_concurrency: int = 4  # jobs persisted at once by the local worker (mostly I/O waits)
-    persist_catch_up_backlog: int = 0  # due jobs from which the local worker stops yielding the CPU (0: never)
+    spool_max_pending: int = 64  # back-pressure: requests wait while this many jobs wait to be stored (0: no bound)
     queue_url: str | None = None  # SQS queue for the AWS hand-off
     sqs_region: str = ""  # "": the region in the queue URL, else the function's region (as s3_region)
     api_base_path: str = ""  # a custom-domain base path ("/traffic"), stripped before routing
@@ -138,8 +138,8 @@ class Settings:
                 raise ConfigurationError(f"{PREFIX}{name.upper()} must be positive, got {getattr(self, name)}.")
         if self.detector_threads < 0:
             raise ConfigurationError(f"{PREFIX}DETECTOR_THREADS must be 0 (all cores) or positive.")
-        if self.persist_catch_up_backlog < 0:
-            raise ConfigurationError(f"{PREFIX}PERSIST_CATCH_UP_BACKLOG must be 0 (never) or positive.")
+        if self.spool_max_pending < 0:
+            raise ConfigurationError(f"{PREFIX}SPOOL_MAX_PENDING must be 0 (no bound) or positive.")
         if self.landing_settle_s < 0:
             raise ConfigurationError(f"{PREFIX}LANDING_SETTLE_S must be 0 or positive, got {self.landing_settle_s}.")
         if not re.fullmatch(r"(/[A-Za-z0-9._~-]+)*", self.api_base_path):
@@ -255,7 +255,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "decode_budget_pixels": int,
     "persist_max_attempts": int,
     "persist_concurrency": int,
-    "persist_catch_up_backlog": int,
+    "spool_max_pending": int,
     "persist_backoff_cap_s": float,
     "backlog_warn_minutes": float,
     "sagemaker_timeout_s": float,

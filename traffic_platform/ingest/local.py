@@ -21,6 +21,7 @@ from ..domain.captures import DISTORTED, CaptureRecord
 from ..domain.errors import DistortedImage, TrafficPlatformError
 from ..storage.counts import CountsReader
 from .api import Api
+from .backpressure import SpoolBound
 from .counts_api import CountsApi
 from .handoff import CaptureJob
 from .http_server import ApiServer
@@ -58,12 +59,15 @@ class LocalPlatform:
         self.worker = SpoolWorker(
             self.spool, self.persister.persist, max_attempts=settings.persist_max_attempts,
             backoff_cap=settings.persist_backoff_cap_s, concurrency=settings.persist_concurrency,
-            persist_many=self.persister.persist_many, catch_up_backlog=settings.persist_catch_up_backlog,
+            persist_many=self.persister.persist_many,
         )
+        self.bound = SpoolBound(self.spool, settings.spool_max_pending, lambda: self.worker.persisted)
         self.run_worker = run_worker
         self.metrics = Metrics()
         self.metrics.gauge("traffic_spool_pending", self.spool.depth)
         self.metrics.gauge("traffic_spool_dead", self.spool.dead_count)
+        self.metrics.gauge("traffic_spool_admission_waits_total", lambda: self.bound.waited)
+        self.metrics.gauge("traffic_spool_full_refusals_total", lambda: self.bound.refused)
         self.metrics.gauge("traffic_spool_oldest_pending_age_seconds", self.spool.oldest_pending_age)
         self.metrics.gauge("traffic_persist_transient_failures_streak", lambda: self.worker.transient_streak)
         self.detector = detector
@@ -76,7 +80,14 @@ class LocalPlatform:
     @cached_property
     def service(self) -> IngestService:
         """The ingest service of this process (built once, on first use)."""
-        return IngestService(self.settings, self.detector, _NotifyingSpool(self.spool, self.worker))
+        return IngestService(self.settings, self.detector, _NotifyingSpool(self.spool, self.worker, self.bound),
+                             admission=self._admit)
+
+    def _admit(self) -> None:
+        """Back-pressure while this process's worker drains the spool (``serve``); a caller that
+        persists its own hand-offs afterwards (landing runs, ``run_worker=False``) is never held."""
+        if self.worker.running:
+            self.bound.admit()
 
     def ingest_batch(
         self, items: Iterable[tuple[str, bytes, Any]], *, wait_s: float | None = 600.0
@@ -235,9 +246,10 @@ class IngestOutcome:
 class _NotifyingSpool:
     """Submits to the spool, then wakes the worker so persistence starts at once."""
 
-    def __init__(self, spool: Spool, worker: SpoolWorker):
-        self.spool, self.worker = spool, worker
+    def __init__(self, spool: Spool, worker: SpoolWorker, bound: SpoolBound):
+        self.spool, self.worker, self.bound = spool, worker, bound
 
     def submit(self, job: CaptureJob) -> None:
         self.spool.submit(job)
+        self.bound.submitted()
         self.worker.notify()

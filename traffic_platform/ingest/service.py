@@ -15,7 +15,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -48,10 +48,13 @@ def _rounded(values: dict[str, float]) -> dict[str, float]:
 class IngestService:
     """Turns (file name, bytes) into an answer and a durable job. Thread-safe if the detector is."""
 
-    def __init__(self, settings: Settings, detector: Detector, handoff: Handoff):
+    def __init__(self, settings: Settings, detector: Detector, handoff: Handoff,
+                 admission: Callable[[], None] | None = None):
         self.settings = settings
         self.detector = detector
         self.handoff = handoff
+        # Called first, before any decoding: may wait for room, or raise (back-pressure, :mod:`.backpressure`).
+        self.admission = admission
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="quality-gate")
         self.decode_budget = PixelBudget(settings.decode_budget_pixels)
 
@@ -70,6 +73,8 @@ class IngestService:
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         try:
+            if self.admission is not None:
+                self.admission()
             with self.decode_budget.hold(header_pixels(data)):
                 record = self._ingest(file_name, data, content_type, timings, t0)
         except TrafficPlatformError as exc:

@@ -31,21 +31,13 @@ BATCH_SIZE = 16
 NICE = 10
 
 
-def _set_thread_niceness(native_id: int, niceness: int) -> bool:
-    """On Linux a thread has its own nice value (by native id); False where not permitted
-    (lowering it needs CAP_SYS_NICE or RLIMIT_NICE) or not Linux."""
+def _lower_thread_priority(niceness: int = NICE) -> None:
+    """Let requests win the CPU: on Linux a thread has its own nice value (by native id).
+    At saturation the server's back-pressure (:mod:`.backpressure`) gives the worker room."""
     try:
-        os.setpriority(os.PRIO_PROCESS, native_id, niceness)
-    except (AttributeError, OSError):
-        return False
-    return True
-
-
-def _own_niceness() -> int:
-    try:
-        return os.getpriority(os.PRIO_PROCESS, 0)  # this thread's (on Linux): the process's at start
-    except (AttributeError, OSError):
-        return 0
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):  # not Linux, or not permitted: run at normal priority
+        pass
 
 
 class SpoolWorker:
@@ -63,19 +55,11 @@ class SpoolWorker:
         concurrency: int = 1,
         persist_many: PersistMany | None = None,
         batch_size: int = BATCH_SIZE,
-        catch_up_backlog: int = 0,
     ):
         self.spool = spool
         self.persist = persist  # one job at a time, when ``persist_many`` is None
         self.persist_many = persist_many
         self.batch_size = max(1, batch_size)
-        # From this many due jobs on (0: never) the worker's threads run at the process's own
-        # priority instead of NICE, until the backlog is below half of it. Meant for a worker in
-        # its own process: in the server's it costs answers and gains nothing (one GIL; measured).
-        self.catch_up_backlog = catch_up_backlog
-        self._base_niceness = _own_niceness()
-        self._niceness = NICE
-        self._thread_ids: set[int] = set()
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
@@ -84,7 +68,7 @@ class SpoolWorker:
         # with intake; each job's own writes stay ordered and idempotent.
         self.concurrency = max(1, concurrency)
         self._pool = (
-            ThreadPoolExecutor(self.concurrency, thread_name_prefix="persist", initializer=self._enter_thread)
+            ThreadPoolExecutor(self.concurrency, thread_name_prefix="persist", initializer=_lower_thread_priority)
             if self.concurrency > 1
             else None
         )
@@ -158,46 +142,14 @@ class SpoolWorker:
             self._thread.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-        with self._counts:
-            self._thread_ids.clear()  # gone: their ids may be reused by other threads
         self.release()
 
     def notify(self) -> None:
         """Wake the worker now (a job was just submitted)."""
         self._wake.set()
 
-    def _enter_thread(self) -> None:
-        """A worker thread starts: at the worker's current priority, and followed by :meth:`_pace`."""
-        native_id = threading.get_native_id()
-        with self._counts:
-            self._thread_ids.add(native_id)
-        _set_thread_niceness(native_id, self._niceness)
-
-    def _pace(self, backlog: int) -> None:
-        """Catch up (the process's priority) while ``backlog`` is at ``catch_up_backlog`` or more,
-        back to NICE once it is below half of that."""
-        limit = self.catch_up_backlog
-        if self._niceness == NICE:
-            if not limit or backlog < limit:
-                return
-            wanted = self._base_niceness
-        else:
-            if limit and backlog >= limit / 2:
-                return
-            wanted = NICE
-        with self._counts:
-            ids = list(self._thread_ids)
-        if all(_set_thread_niceness(native_id, wanted) for native_id in ids):
-            self._niceness = wanted
-            log.info("spool backlog %d: persisting at nice %d", backlog, wanted)
-        else:  # e.g. not permitted to lower the nice value again: stay as we are
-            for native_id in ids:
-                _set_thread_niceness(native_id, self._niceness)
-            log.warning("spool backlog %d: could not set the worker's nice value to %d", backlog, wanted)
-            self.catch_up_backlog = 0
-
     def run_forever(self, poll_interval: float = 0.25) -> None:
-        self._enter_thread()
+        _lower_thread_priority()
         if not self.holds_lock and not self._wait_for_lock(poll_interval):
             return
         while not self._stop.is_set():
@@ -213,15 +165,12 @@ class SpoolWorker:
         """Try every due job once; return how many were persisted. With ``persist_many``, in
         batches of ``batch_size`` (objects on the pool, the rows of a batch in one transaction)."""
         due = list(self.spool.ready())
-        self._pace(len(due))
         if self.persist_many is None:
             return sum(self._map(self._process_unless_stopped, due))
         persisted = 0
         for start in range(0, len(due), self.batch_size):
             if self._stop.is_set():
                 break
-            if start and self.catch_up_backlog:
-                self._pace(self.spool.depth())  # a batch done; jobs kept arriving meanwhile
             persisted += self._process_batch(due[start : start + self.batch_size])
         return persisted
 

@@ -232,27 +232,6 @@ def _niceness() -> int:
     return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
 
 
-def _may_lower_niceness() -> bool:
-    import os
-    import threading
-
-    result = []
-
-    def probe():
-        me = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, me, 10)
-        try:
-            os.setpriority(os.PRIO_PROCESS, me, 0)
-            result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe)
-    thread.start()
-    thread.join()
-    return result[0]
-
-
 def run_in_background(worker, spool) -> None:
     import time
 
@@ -277,19 +256,3 @@ def test_worker_threads_run_nice_by_default(spool):
 
     run_in_background(SpoolWorker(spool, None, persist_many=persist_many, batch_size=2, concurrency=2), spool)
     assert seen and set(seen) == {10}
-
-
-@pytest.mark.skipif(not _may_lower_niceness(), reason="this process may not lower a thread's nice value")
-def test_a_large_backlog_lifts_the_nice_value_until_it_is_halved(spool):
-    base = _niceness()
-    submit(spool, [make_job(i) for i in range(10)])
-    seen = []
-
-    def persist_many(jobs, map):
-        seen.append({_niceness(), *map(lambda job: _niceness(), jobs)})  # the loop's and the pool's threads
-        return [True] * len(jobs)
-
-    worker = SpoolWorker(spool, None, persist_many=persist_many, batch_size=3, concurrency=3, catch_up_backlog=4)
-    run_in_background(worker, spool)
-    # due 10, 7, 4: caught up at the process's priority; 1 left (below 4 / 2): nice again
-    assert seen == [{base}, {base}, {base}, {10}]
