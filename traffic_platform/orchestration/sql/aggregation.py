@@ -50,7 +50,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, Date, DateTime, Float, Integer, MetaData, String, Table, bindparam, text
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    text,
+)
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
