@@ -188,13 +188,14 @@ def reporting_checks(partitions: dg.PartitionsDefinition,
                      windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetChecksDefinition]:
     """A blocking reconcile check per window, and the anomaly check on the daily totals (if "daily" is
     one): one step that reads the day's ingest side once for every window."""
-    specs = [dg.AssetCheckSpec(window.check, asset=counts_key(window), description=_reconcile_description(window),
-                               blocking=True, partitions_def=partitions) for window in windows]
     daily = any(window.name == "daily" for window in windows)
-    if daily:
-        specs.append(dg.AssetCheckSpec("daily_count_anomaly", asset=COUNTS_KEYS["daily"], description=_ANOMALY_DESCRIPTION,
-                                       partitions_def=partitions))
     with accepted_previews("partitioned_checks"):  # the specs' partitions_def
+        specs = [dg.AssetCheckSpec(window.check, asset=counts_key(window), description=_reconcile_description(window),
+                                   blocking=True, partitions_def=partitions) for window in windows]
+        if daily:
+            specs.append(dg.AssetCheckSpec("daily_count_anomaly", asset=COUNTS_KEYS["daily"],
+                                           description=_ANOMALY_DESCRIPTION, partitions_def=partitions))
+
         @dg.multi_asset_check(name="reporting_checks", specs=specs,
                               description="The counts tables against the day's ingest side (read once), and the daily totals "
                               "against each location's history.")

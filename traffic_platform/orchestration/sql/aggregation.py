@@ -225,28 +225,28 @@ _COUNTS_DELETE = (
 SLOTS = "tmp_counts_slots"  # the temporary table of the one pass (per connection, dropped after use)
 
 # The figures of one model per (location, slot, class), zero-filled: every slot with an image
-# gets the six classes. max_count is NULL when the model processed no image of the slot.
+# gets the six classes. ``counted``: an accepted capture camera health keeps that the model
+# processed (it has the model's capture_counts rows). max_count is NULL when the model
+# processed no image of the slot.
 _SLOTS_INSERT = """
 INSERT INTO {slots} (location_id, slot_start, traffic_class, model_name, model_version, images_received,
     images_distorted, images_excluded_health, images_accepted, images_degraded, total_count, max_count, with_any)
 WITH slot_captures AS (
     SELECT c.capture_id, c.location_id, c.status, {slot_start} AS slot_start, {excluded} AS health_excluded,
-           {degraded} AS degraded FROM {day_captures}
+           {degraded} AS degraded,
+           CASE WHEN c.status = 'accepted' AND {excluded} = 0 AND EXISTS (
+               SELECT 1 FROM capture_counts k
+               WHERE k.capture_id = c.capture_id AND k.model_name = :model_name AND k.model_version = :model_version
+           ) THEN 1 ELSE 0 END AS counted
+    FROM {day_captures}
 ),
 classes AS ({classes}),
 slots AS (
     SELECT location_id, slot_start, COUNT(*) AS received,
            SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
-           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded,
+           SUM(counted) AS images, SUM(counted * degraded) AS degraded
     FROM slot_captures GROUP BY location_id, slot_start
-),
-accepted AS (
-    SELECT w.location_id, w.slot_start, COUNT(*) AS images, SUM(w.degraded) AS degraded
-    FROM slot_captures w
-    WHERE w.status = 'accepted' AND w.health_excluded = 0 AND EXISTS (
-        SELECT 1 FROM capture_counts k
-        WHERE k.capture_id = w.capture_id AND k.model_name = :model_name AND k.model_version = :model_version)
-    GROUP BY w.location_id, w.slot_start
 ),
 per_class AS (
     SELECT w.location_id, w.slot_start, k.traffic_class, SUM(k.count) AS total, MAX(k.count) AS most,
@@ -258,11 +258,10 @@ per_class AS (
     GROUP BY w.location_id, w.slot_start, k.traffic_class
 )
 SELECT w.location_id, w.slot_start, cl.traffic_class, :model_name, :model_version, w.received, w.distorted,
-       w.excluded, COALESCE(a.images, 0), COALESCE(a.degraded, 0), COALESCE(p.total, 0),
-       CASE WHEN a.images > 0 THEN COALESCE(p.most, 0) END, COALESCE(p.with_any, 0)
+       w.excluded, w.images, w.degraded, COALESCE(p.total, 0),
+       CASE WHEN w.images > 0 THEN COALESCE(p.most, 0) END, COALESCE(p.with_any, 0)
 FROM slots w
 CROSS JOIN classes cl
-LEFT JOIN accepted a ON a.location_id = w.location_id AND a.slot_start = w.slot_start
 LEFT JOIN per_class p ON p.location_id = w.location_id AND p.slot_start = w.slot_start
      AND p.traffic_class = cl.traffic_class
 """
