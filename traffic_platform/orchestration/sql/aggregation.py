@@ -67,7 +67,7 @@ from sqlalchemy.engine import Connection
 from ...domain.classes import TRAFFIC_CLASSES
 from ...storage.tables import exact_text
 from ..windows import ReportingWindow
-from .dialects import dialect_of, drop_temporary_table, seconds_between, window_start
+from .dialects import dialect_of, drop_temporary_table, ordered_join, seconds_between, window_start
 from .reporting_tables import capture_summary_daily, local_datetime
 
 
@@ -227,7 +227,7 @@ SLOTS = "tmp_counts_slots"  # the temporary table of the one pass (per connectio
 # The figures of one model per (location, slot, class), zero-filled: every slot with an image
 # gets the six classes. ``counted``: an accepted capture camera health keeps that the model
 # processed (it has the model's capture_counts rows). max_count is NULL when the model
-# processed no image of the slot.
+# processed no image of the slot. The counts are joined from the day's captures (ordered_join).
 _SLOTS_INSERT = """
 INSERT INTO {slots} (location_id, slot_start, traffic_class, model_name, model_version, images_received,
     images_distorted, images_excluded_health, images_accepted, images_degraded, total_count, max_count, with_any)
@@ -252,7 +252,7 @@ per_class AS (
     SELECT w.location_id, w.slot_start, k.traffic_class, SUM(k.count) AS total, MAX(k.count) AS most,
            SUM(CASE WHEN k.count > 0 THEN 1 ELSE 0 END) AS with_any
     FROM slot_captures w
-    JOIN capture_counts k ON k.capture_id = w.capture_id
+    {ordered_join} capture_counts k ON k.capture_id = w.capture_id
          AND k.model_name = :model_name AND k.model_version = :model_version
     WHERE w.status = 'accepted' AND w.health_excluded = 0
     GROUP BY w.location_id, w.slot_start, k.traffic_class
@@ -334,7 +334,7 @@ def replace_counts(
     classes_sql, class_params = _classes_sql()
     slots_sql = text(_SLOTS_INSERT.format(
         slots=SLOTS, slot_start=window_start(dialect, slot_seconds(windows), "c.captured_at"), classes=classes_sql,
-        excluded=HEALTH_EXCLUDED, degraded=DEGRADED, day_captures=DAY_CAPTURES,
+        excluded=HEALTH_EXCLUDED, degraded=DEGRADED, day_captures=DAY_CAPTURES, ordered_join=ordered_join(dialect),
     ))
     for model in models:
         conn.execute(slots_sql.bindparams(*_range_params(start, end), *_model_params(model), *class_params))

@@ -29,6 +29,10 @@ _SECONDS_BETWEEN = {
     MYSQL: "TIMESTAMPDIFF(SECOND, {a}, {b})",
     SQLITE: "ROUND((julianday({b}) - julianday({a})) * 86400.0)",
 }
+# An inner join that keeps the written table order (the left side drives). MariaDB's estimates
+# of a freshly loaded table can make it drive the day's join from all of capture_counts
+# (a full scan and a capture lookup per count row) instead of from the day's captures.
+_ORDERED_JOIN = {MYSQL: "STRAIGHT_JOIN", SQLITE: "JOIN"}
 # Drop a temporary table if this connection has one. MySQL needs TEMPORARY: a plain DROP TABLE
 # commits the open transaction.
 _DROP_TEMPORARY = {MYSQL: "DROP TEMPORARY TABLE IF EXISTS {table}", SQLITE: "DROP TABLE IF EXISTS temp.{table}"}
@@ -54,6 +58,11 @@ def window_start(dialect: str, seconds: int, col: str) -> str:
 
 def seconds_between(dialect: str, a: str, b: str) -> str:
     return _SECONDS_BETWEEN[dialect].format(a=a, b=b)
+
+
+def ordered_join(dialect: str) -> str:
+    """``JOIN`` that the database executes left side first (``STRAIGHT_JOIN`` on MySQL; SQLite keeps it)."""
+    return _ORDERED_JOIN[dialect]
 
 
 def drop_temporary_table(dialect: str, table: str) -> str:
