@@ -271,6 +271,7 @@ def main() -> int:
     try:
         with engine.connect() as conn:
             server = conn.execute(text("SELECT VERSION()")).scalar()
+            pool_mib = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar()) / 2**20
         upgrade(engine)
         generated = generate(engine)
         features_s = materialize_features(url)
@@ -285,6 +286,9 @@ def main() -> int:
         with engine.connect() as conn:
             rows = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar()
                     for t in ("capture_summary_daily", "traffic_counts_15min", "traffic_counts_hourly", "traffic_counts_daily")}
+            data_mib = float(conn.execute(text(
+                "SELECT SUM(data_length + index_length) FROM information_schema.tables WHERE table_schema = DATABASE()"
+                " AND table_name IN ('captures', 'detections', 'capture_counts', 'capture_features')")).scalar()) / 2**20
     finally:
         engine.dispose()
         with admin.connect() as conn:
@@ -306,7 +310,10 @@ def main() -> int:
         f"(generated set-based in {generated['seconds']:.1f} s).",
         "",
         f"**Host load** (`os.getloadavg()`, 1 / 5 / 15 min): {load(load_before)} before the run, {load(load_start)} when the timed "
-        f"runs began, {load(load_end)} after them. The host's cores are shared with other work: read the seconds with the load.",
+        f"runs began, {load(load_end)} after them (the bench's own data generation raises the first two). The host's cores "
+        "are shared with other work: read the seconds with the load.",
+        f"InnoDB buffer pool {pool_mib:.0f} MiB; the day's captures, detections, counts and capture features with their "
+        f"indexes take {data_mib:.0f} MiB, so the scans also read from the OS cache.",
         "",
         "| what | seconds | rows written |",
         "|---|---:|---:|",
