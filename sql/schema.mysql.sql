@@ -104,3 +104,13 @@ INSERT INTO alembic_version (version_num) VALUES ('0001_initial');
 ALTER TABLE captures ADD COLUMN quality_flags VARCHAR(255) NOT NULL COMMENT 'JSON list of degraded flags (accepted images)' DEFAULT '[]';
 
 UPDATE alembic_version SET version_num='0002_quality_flags' WHERE alembic_version.version_num = '0001_initial';
+
+-- Running upgrade 0002_quality_flags -> 0003_aggregation_indexes
+
+DROP INDEX ix_captures_captured_at ON captures;
+
+CREATE INDEX ix_captures_captured_at ON captures (captured_at, location_id, status, captured_at_utc, quality_flags);
+
+CREATE INDEX ix_detections_capture_model_class ON detections (capture_id, model_name, model_version, traffic_class);
+
+UPDATE alembic_version SET version_num='0003_aggregation_indexes' WHERE alembic_version.version_num = '0002_quality_flags';

@@ -152,7 +152,8 @@ captures = Table(
     ForeignKeyConstraint(["location_id"], ["locations.id"], name="fk_captures_location"),
     CheckConstraint(_in("status", CAPTURE_STATUSES), name="ck_captures_status"),
     Index("ix_captures_location_captured_at", "location_id", "captured_at"),
-    Index("ix_captures_captured_at", "captured_at"),
+    # covering for the day's aggregation: the rest of a capture's row is never read there
+    Index("ix_captures_captured_at", "captured_at", "location_id", "status", "captured_at_utc", "quality_flags"),
     Index("ix_captures_content_sha256", "content_sha256"),
     Index("ix_captures_status", "status"),
     Index("ix_captures_ingested_at", "ingested_at"),
@@ -185,6 +186,8 @@ detections = Table(
     ),
     CheckConstraint(_in("traffic_class", TRAFFIC_CLASSES), name="ck_detections_traffic_class"),
     Index("ix_detections_traffic_class", "traffic_class"),
+    # covering for counting a count row's detections
+    Index("ix_detections_capture_model_class", "capture_id", "model_name", "model_version", "traffic_class"),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -207,8 +207,10 @@ def reported_models(data: Dataset, day: str) -> list[tuple[str, str]]:
     return [(latest.model_name, latest.model_version)]
 
 
-def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, models: list[tuple[str, str]], cadences: dict[int, tuple[float | None, float, str]]) -> dict[tuple, dict[str, Any]]:
-    """(location_id, window_start, class, model_name, model_version) -> figures, recomputed in Python."""
+def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, models: list[tuple[str, str]],
+                    cadences: dict[int, tuple[float | None, float, str]], excluded: frozenset[str] = frozenset()) -> dict[tuple, dict[str, Any]]:
+    """(location_id, window_start, class, model_name, model_version) -> figures, recomputed in Python;
+    ``excluded``: the captures camera health leaves out (counted only as received and excluded)."""
     windows: dict[tuple[int, datetime], list[CaptureRecord]] = defaultdict(list)
     for r in partition_records(data, day):
         windows[(_loc_id(data, r), window_start(r.metadata.captured_at, window))].append(r)
@@ -217,7 +219,8 @@ def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, mode
         cadence = cadences[loc_id][1]
         expected = as_window(window).seconds / cadence
         for model in models:
-            kept = [r for r in records if r.status == "accepted" and model in data.detections[r.capture_id]]
+            kept = [r for r in records if r.status == "accepted" and r.capture_id not in excluded
+                    and model in data.detections[r.capture_id]]
             processed = [data.detections[r.capture_id][model] for r in kept]
             degraded = sum(bool(r.quality_flags) for r in kept)
             for cls in TRAFFIC_CLASSES:
@@ -227,6 +230,7 @@ def expected_counts(data: Dataset, day: str, window: str | ReportingWindow, mode
                     "images_received": len(records),
                     "images_accepted": n,
                     "images_distorted": sum(r.status == "distorted" for r in records),
+                    "images_excluded_health": sum(r.status == "accepted" and r.capture_id in excluded for r in records),
                     "images_degraded": degraded,
                     "degraded_share": degraded / n if n else None,
                     "total_count": sum(per_image),

@@ -15,7 +15,8 @@ from traffic_platform.orchestration.sql.reporting_tables import capture_summary_
 from . import datagen
 from .datagen import DAY, DST_DAY, INGEST_V1, INGEST_V2, REDETECT_V3
 
-FIGURES = ("images_received", "images_accepted", "images_distorted", "images_degraded", "total_count", "mean_per_image",
+FIGURES = ("images_received", "images_accepted", "images_distorted", "images_degraded", "images_excluded_health",
+           "total_count", "mean_per_image",
            "max_per_image", "share_with_any", "expected_images", "coverage")
 
 
@@ -154,8 +155,58 @@ def test_dst_fall_back_keeps_both_images(repo, engine, materialize_day):
     assert {k[1] for k in rows} == {datetime(2022, 10, 30, 2, 30)}
     assert all(r["images_received"] == 2 for r in rows.values())
     # one hour between the two in UTC: that is the observed cadence
-    assert datagen.expected_cadences(data, DST_DAY)[data.location_ids[datagen.LOCATIONS[0]]][1] == 3600
-    assert_matches(rows, datagen.expected_counts(data, DST_DAY, "15min", [INGEST_V1], datagen.expected_cadences(data, DST_DAY)))
+    cadences = datagen.expected_cadences(data, DST_DAY)
+    assert cadences[data.location_ids[datagen.LOCATIONS[0]]][1] == 3600
+    for window, start in (("15min", datetime(2022, 10, 30, 2, 30)), ("hourly", datetime(2022, 10, 30, 2)),
+                          ("daily", datetime(2022, 10, 30))):  # rolled up: both images, nominal lengths
+        rows = table_rows(engine, window, DST_DAY)
+        assert {k[1] for k in rows} == {start} and all(r["images_received"] == 2 for r in rows.values())
+        assert_matches(rows, datagen.expected_counts(data, DST_DAY, window, [INGEST_V1], cadences))
+
+
+def test_rollup_over_uneven_windows_with_excluded_frames(repo, engine, db_url, tmp_path):
+    """Windows that are no multiples of each other (20 min beside 15 min: 5-min slots), frames camera
+    health excludes, degraded images, a mid-day model change: every window equals brute force, and
+    the reconcile checks agree."""
+    import dagster as dg
+    from sqlalchemy import bindparam, text
+
+    from traffic_platform.orchestration.assets.camera_health import CAPTURE_FEATURES
+    from traffic_platform.orchestration.assets.reporting import reporting_assets
+    from traffic_platform.orchestration.checks.reporting import reporting_checks
+    from traffic_platform.orchestration.partitions import daily_partitions
+    from traffic_platform.orchestration.resources import DatabaseResource, ObjectStoreResource
+    from traffic_platform.orchestration.sql.aggregation import slot_seconds
+    from traffic_platform.orchestration.sql.reporting_tables import build_metadata
+    from traffic_platform.orchestration.windows import ReportingWindow, window_named
+
+    data = datagen.generate(repo)
+    windows = (window_named("15min"), ReportingWindow("20min", 1200), window_named("hourly"), window_named("daily"))
+    assert slot_seconds(windows) == 300
+    partitions = daily_partitions()
+    resources = {"database": DatabaseResource(url=db_url), "object_store": ObjectStoreResource(uri=(tmp_path / "objects").as_uri())}
+    assets = reporting_assets(partitions, windows)
+    features = [a for a in assets if CAPTURE_FEATURES in a.keys]
+    assert dg.materialize(features, partition_key=DAY, resources=resources).success
+    accepted = [r for r in datagen.partition_records(data, DAY) if r.status == "accepted"]
+    excluded = frozenset(r.capture_id for r in accepted[::4])  # frozen frames, say
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE capture_features SET frozen = 1, excluded = 1 WHERE capture_id IN :ids")
+                     .bindparams(bindparam("ids", expanding=True)), {"ids": sorted(excluded)})
+    result = dg.materialize([*(a for a in assets if a not in features), *reporting_checks(partitions, windows)],
+                            partition_key=DAY, resources=resources)
+    assert result.success and all(e.passed for e in result.get_asset_check_evaluations())
+    models, cadences = datagen.reported_models(data, DAY), datagen.expected_cadences(data, DAY)
+    tables = build_metadata(windows).tables
+    for window in windows:
+        table = tables[window.table]
+        with engine.connect() as conn:
+            actual = {(r["location_id"], r["window_start"], r["traffic_class"], r["model_name"], r["model_version"]): dict(r)
+                      for r in conn.execute(select(table)).mappings()}
+        assert_matches(actual, datagen.expected_counts(data, DAY, window, models, cadences, excluded))
+        assert 0 < sum(r["images_excluded_health"] for r in actual.values())
+        # slots are finer than every window here: a window with images in several slots exists
+        assert any(r["images_received"] > 1 for r in actual.values())
 
 
 def test_empty_day_writes_nothing(engine, materialize_day):

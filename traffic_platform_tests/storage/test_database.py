@@ -26,7 +26,7 @@ def test_upgrade_creates_every_table_and_column(engine):
     for table in tables.metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == set(table.c.keys()), table.name
-    assert current_revision(engine) == head_revision() == "0002_quality_flags"
+    assert current_revision(engine) == head_revision() == "0003_aggregation_indexes"
     indexes = {ix["name"] for ix in inspector.get_indexes("captures")}
     assert {
         "ix_captures_location_captured_at",
@@ -34,6 +34,10 @@ def test_upgrade_creates_every_table_and_column(engine):
         "ix_captures_content_sha256",
         "ix_captures_status",
     } <= indexes
+    # the covering indexes of the daily aggregation (0003)
+    found = {ix["name"]: ix["column_names"] for table in ("captures", "detections") for ix in inspector.get_indexes(table)}
+    assert found["ix_captures_captured_at"] == ["captured_at", "location_id", "status", "captured_at_utc", "quality_flags"]
+    assert found["ix_detections_capture_model_class"] == ["capture_id", "model_name", "model_version", "traffic_class"]
 
 
 def test_upgrade_twice_is_a_no_op(engine):
@@ -181,7 +185,7 @@ def test_quality_flags_migration_keeps_existing_rows(db_url, make_record):
                 "INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count)"
                 " VALUES (:id, 'test-model', 'v1', 'car', 1)"), {"id": old.capture_id})
 
-        upgrade(engine)
+        upgrade(engine, "0002_quality_flags")
         assert current_revision(engine) == "0002_quality_flags"
         repo = Repository(engine)
         before = repo.get_capture(old.capture_id)

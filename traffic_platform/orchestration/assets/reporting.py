@@ -1,8 +1,8 @@
 """Daily-partitioned reporting tables, filled in the database (see ``sql/aggregation.py``).
 
 ``capture_summary_daily`` (images per location-day and the cadence used for expected
-images) is upstream of the ``traffic_counts_<window>`` tables, one per reporting window
-(:data:`traffic_platform.orchestration.windows.WINDOWS`); the blocking data-quality checks on the ingest data sit on
+images) is upstream of the ``traffic_counts_<window>`` tables, one asset per reporting window
+(:data:`traffic_platform.orchestration.windows.WINDOWS`), all written by one step; the blocking data-quality checks on the ingest data sit on
 it, so wrong detections stop the counts from being published.
 
 The assets are built by :func:`reporting_assets` for a partitions definition (its start
@@ -115,45 +115,50 @@ def capture_summary_asset(partitions: dg.PartitionsDefinition) -> dg.AssetsDefin
     return capture_summary_daily
 
 
-def counts_asset(window: ReportingWindow, partitions: dg.PartitionsDefinition,
-                 windows: Sequence[ReportingWindow] = WINDOWS) -> dg.AssetsDefinition:
-    """The ``reporting/traffic_counts_<window>`` asset; ``windows``: the tables it makes sure exist."""
-    table, window_s = window.table, window.seconds
+def counts_assets(partitions: dg.PartitionsDefinition,
+                  windows: Sequence[ReportingWindow] = WINDOWS) -> dg.AssetsDefinition:
+    """The ``reporting/traffic_counts_<window>`` assets of ``windows``, filled together in one pass
+    (:func:`..sql.aggregation.replace_counts`): one step, one transaction, always all of them."""
+    specs = [
+        dg.AssetSpec(
+            counts_key(window),
+            group_name=REPORTING_GROUP,
+            deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS, CAPTURE_FEATURES],
+            kinds={"sql"},
+            description=f"{window.table}: per location × {window.name} window (local time, {window.seconds} s) × "
+            "traffic class × model version: images received/accepted/distorted, total count, mean and max per "
+            "accepted image, share of images with at least one, expected images and coverage. Zero-filled for all "
+            "six classes.",
+            metadata={"table": window.table, "window_seconds": window.seconds},
+        )
+        for window in windows
+    ]
 
-    @dg.asset(
-        key=counts_key(window),
-        group_name=REPORTING_GROUP,
-        partitions_def=partitions,
-        deps=[CAPTURE_SUMMARY, CAPTURES, CAPTURE_COUNTS, DETECTIONS, LOCATIONS, CAPTURE_FEATURES],
-        kinds={"sql"},
-        description=f"{table}: per location × {window.name} window (local time, {window_s} s) × traffic class × "
-        "model version: images received/accepted/distorted, total count, mean and max per accepted image, "
-        "share of images with at least one, expected images and coverage. Zero-filled for all six classes.",
-        metadata={"table": table, "window_seconds": window_s},
-    )
-    def _asset(context: dg.AssetExecutionContext, config: ReportingConfig, database: DatabaseResource) -> dg.MaterializeResult:
+    @dg.multi_asset(name="traffic_counts", specs=specs, partitions_def=partitions, can_subset=False)
+    def _assets(context: dg.AssetExecutionContext, config: ReportingConfig, database: DatabaseResource):
         engine = database.get_engine()
         ensure_reporting_tables(engine, windows)
         start, end = partition_bounds(context.partition_key)
         began = time.perf_counter()
         with write_transaction(engine) as conn:
             models = reported_models(conn, start, end, requested_model(context, config))
-            rows = replace_counts(conn, window, start, end, models, computed_at=_utcnow())
+            rows = replace_counts(conn, windows, start, end, models, computed_at=_utcnow())
+        seconds = round(time.perf_counter() - began, 3)
         if not models:
-            context.log.warning(f"No model has processed any image yet; {table} gets no rows for {context.partition_key}.")
-        return dg.MaterializeResult(
-            metadata={
-                "rows": dg.MetadataValue.int(rows),
-                "models": dg.MetadataValue.json([{"model_name": m.model_name, "model_version": m.model_version} for m in models]),
-                "seconds": dg.MetadataValue.float(round(time.perf_counter() - began, 3)),
-            }
-        )
+            context.log.warning(f"No model has processed any image yet; the counts get no rows for {context.partition_key}.")
+        models_json = dg.MetadataValue.json([{"model_name": m.model_name, "model_version": m.model_version} for m in models])
+        for window in windows:
+            yield dg.MaterializeResult(asset_key=counts_key(window), metadata={
+                "rows": dg.MetadataValue.int(rows.get(window.name, 0)),
+                "models": models_json,
+                "seconds": dg.MetadataValue.float(seconds),  # of the one pass that wrote every window
+            })
 
-    return _asset
+    return _assets
 
 
 def reporting_assets(partitions: dg.PartitionsDefinition,
                      windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetsDefinition]:
-    """The capture features, the capture summary and one counts asset per window, all partitioned by ``partitions``."""
-    return [capture_features_asset(partitions), capture_summary_asset(partitions),
-            *(counts_asset(window, partitions, windows) for window in windows)]
+    """The capture features, the capture summary and the counts assets of ``windows`` (one pass), all
+    partitioned by ``partitions``."""
+    return [capture_features_asset(partitions), capture_summary_asset(partitions), counts_assets(partitions, windows)]

@@ -15,11 +15,11 @@ from sqlalchemy.engine import Connection
 
 from ..assets.ingest_tables import CAPTURES, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
+from ..dagster_previews import accepted_previews
 from ..partitions import partition_day
 from ..resources import DatabaseResource, IngestResource
 from ..settings import OrchestrationSettings
 from .ingest_quality import SAMPLE, partition_params
-from .partitioned import partition_check
 from .stats import score_today
 
 DISTORTED_RATE_FLOOR = 0.02  # two percentage points: below this a rate change is noise
@@ -45,8 +45,8 @@ WHERE c.captured_at >= :start AND c.captured_at < :end AND EXISTS (
 
 def check_duplicates(conn: Connection, partition_key: str) -> dg.AssetCheckResult:
     params = partition_params(partition_key)
-    duplicated = int(conn.execute(text(f"SELECT COUNT(*) {_DUPLICATES}").bindparams(*params)).scalar() or 0)
-    hashes = int(conn.execute(text(f"SELECT COUNT(DISTINCT c.content_sha256) {_DUPLICATES}").bindparams(*params)).scalar() or 0)
+    duplicated, hashes = (int(v or 0) for v in conn.execute(
+        text(f"SELECT COUNT(*), COUNT(DISTINCT c.content_sha256) {_DUPLICATES}").bindparams(*params)).one())
     sample = [
         {"capture_id": r[0], "file_name": r[1], "content_sha256": r[2]}
         for r in conn.execute(
@@ -58,11 +58,7 @@ def check_duplicates(conn: Connection, partition_key: str) -> dg.AssetCheckResul
     return _warn(duplicated == 0, {"captures_sharing_content": duplicated, "distinct_hashes": hashes, "sample": sample})
 
 
-def _no_duplicate_content(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, check_duplicates, asset=CAPTURE_SUMMARY, name="no_duplicate_content", additional_deps=[CAPTURES],
-        description="No capture of the day has the same image bytes (content_sha256) as another capture.",
-    )
+_NO_DUPLICATE_CONTENT = "No capture of the day has the same image bytes (content_sha256) as another capture."
 
 
 # -- distorted-rate anomaly -------------------------------------------------------------
@@ -97,14 +93,36 @@ def check_distorted_rate(conn: Connection, partition_key: str, settings: Orchest
     )
 
 
-def _distorted_rate_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, lambda conn, partition_key: check_distorted_rate(conn, partition_key, OrchestrationSettings.from_env()),
-        asset=CAPTURE_SUMMARY, name="distorted_rate_anomaly",
-        description="A location's share of distorted images today is not far above its own history: robust z = "
-        "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
-        "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4).",
-    )
+_DISTORTED_RATE_ANOMALY = (
+    "A location's share of distorted images today is not far above its own history: robust z = "
+    "(rate - median) / max(1.4826·MAD, 0.02) over the previous TRAFFIC_ANOMALY_HISTORY_DAYS (28) days, "
+    "needs >= TRAFFIC_ANOMALY_MIN_HISTORY_DAYS (7) days, warns when z > TRAFFIC_ANOMALY_Z (4)."
+)
+
+
+def _day_health_checks(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
+    """The day's duplicate and distorted-rate checks, in one step."""
+    with accepted_previews("partitioned_checks"):  # the specs' partitions_def
+        @dg.multi_asset_check(
+            name="ingest_health_day_checks",
+            specs=[
+                dg.AssetCheckSpec("no_duplicate_content", asset=CAPTURE_SUMMARY, description=_NO_DUPLICATE_CONTENT,
+                                  partitions_def=partitions, additional_deps=[CAPTURES]),
+                dg.AssetCheckSpec("distorted_rate_anomaly", asset=CAPTURE_SUMMARY, description=_DISTORTED_RATE_ANOMALY,
+                                  partitions_def=partitions),
+            ],
+            description="Duplicate image bytes and the distorted-rate anomaly of the day (warnings).",
+        )
+        def ingest_health_day_checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
+            with database.get_engine().connect() as conn:
+                results = {"no_duplicate_content": check_duplicates(conn, context.partition_key),
+                           "distorted_rate_anomaly": check_distorted_rate(conn, context.partition_key,
+                                                                          OrchestrationSettings.from_env())}
+            for name, result in results.items():
+                yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
+                                          severity=result.severity, metadata=result.metadata)
+
+    return ingest_health_day_checks
 
 
 # -- freshness ------------------------------------------------------------------------
@@ -176,5 +194,4 @@ def spool_backlog_not_stale(context: dg.AssetCheckExecutionContext, ingest: Inge
 
 def ingest_health_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
     """The warning checks on ingest health; the per-day ones partitioned by ``partitions``."""
-    return [_no_duplicate_content(partitions), _distorted_rate_anomaly(partitions), captures_fresh_per_location,
-            spool_backlog_not_stale]
+    return [_day_health_checks(partitions), captures_fresh_per_location, spool_backlog_not_stale]

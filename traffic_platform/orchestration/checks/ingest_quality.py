@@ -1,9 +1,11 @@
 """Blocking checks on a partition's ingest data, run on ``capture_summary_daily``.
 
 If any fails (severity ERROR), the ``traffic_counts_*`` tables of that run are not
-materialised: wrong detections are never published as counts. Each check reads only the
-partition's captures (local day of ``captured_at``) and their detections/counts, except
-the orphan check, which must scan whole tables (an orphan has no capture date).
+materialised: wrong detections are never published as counts. They run as one step that
+scans the day's detections once and its counts once (:func:`check_ingest_quality`); each
+reads only the partition's captures (local day of ``captured_at``) and their
+detections/counts, except the orphan check, which must scan whole tables (an orphan has no
+capture date).
 """
 
 
@@ -19,7 +21,6 @@ from ..assets.reporting import CAPTURE_SUMMARY
 from ..dagster_previews import accepted_previews
 from ..partitions import partition_bounds
 from ..resources import DatabaseResource
-from .partitioned import partition_check
 
 SAMPLE = 5  # offending rows shown in the check's metadata
 # Boxes are clipped to the image; float32 storage (MySQL FLOAT) may move an edge by < 0.001 px.
@@ -70,132 +71,99 @@ _ROW_FIGURES = (
     f" SUM(CASE WHEN {_CLASS_BAD} THEN 1 ELSE 0 END) {_DAY_DETECTIONS}"
 )
 
+# -- count rows: against their detections, complete, of the right classes (one scan of the day's counts) --
 
-def check_detection_rows(conn: Connection, partition_key: str) -> dict[str, dg.AssetCheckResult]:
-    """Scores in [0, 1], boxes inside the image and non-degenerate, classes among the six."""
-    params = [*partition_params(partition_key), bindparam("tol", BOX_TOLERANCE_PX, type_=Float), _classes_param()]
-    checked, bad_scores, bad_boxes, bad_classes = (int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params)).one())
-    bad_count_rows = _scalar(
-        conn,
-        f"SELECT COUNT(*) FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id WHERE {_IN_PARTITION} AND k.traffic_class NOT IN :classes",
-        [*partition_params(partition_key), _classes_param()],
-    )
-    score_params = partition_params(partition_key)
-    box_params = [*partition_params(partition_key), bindparam("tol", BOX_TOLERANCE_PX, type_=Float)]
-    class_params = [*partition_params(partition_key), _classes_param()]
+# 1 when a count row disagrees with the number of its class's detections (an index-only count:
+# ix_detections_capture_model_class).
+_COUNT_WRONG = """CASE WHEN k.count <> (
+    SELECT COUNT(*) FROM detections d
+    WHERE d.capture_id = k.capture_id AND d.model_name = k.model_name AND d.model_version = k.model_version
+      AND d.traffic_class = k.traffic_class
+) THEN 1 ELSE 0 END"""
+_DAY_COUNTS = f"FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id WHERE {_IN_PARTITION}"
+# Per (capture, model): its rows that disagree with the detections, how many of the six classes
+# have a row, rows of another class, the counts' sum, and whether it is the capture's own
+# ingest model (an accepted capture has at most one such pair).
+_COUNT_FIGURES = f"""
+SELECT COUNT(*), SUM(x.wrong), SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.n_other),
+       SUM(x.total), SUM(x.ingest) FROM (
+    SELECT k.capture_id, SUM({_COUNT_WRONG}) AS wrong, SUM(k.count) AS total,
+           SUM(CASE WHEN k.traffic_class IN :classes THEN 1 ELSE 0 END) AS n_allowed,
+           SUM(CASE WHEN k.traffic_class IN :classes THEN 0 ELSE 1 END) AS n_other,
+           MAX(CASE WHEN c.status = 'accepted' AND k.model_name = c.model_name
+                     AND k.model_version = c.model_version THEN 1 ELSE 0 END) AS ingest
+    {_DAY_COUNTS}
+    GROUP BY k.capture_id, k.model_name, k.model_version
+) x
+"""
+_ACCEPTED = f"SELECT COUNT(*) FROM captures c WHERE {_IN_PARTITION} AND c.status = 'accepted'"
+
+
+def check_ingest_quality(conn: Connection, partition_key: str) -> dict[str, dg.AssetCheckResult]:
+    """The blocking checks on the day's detections and counts, from one scan of each (samples only on failure).
+
+    * ``detection_scores_in_range``, ``detection_boxes_valid``, ``traffic_classes_allowed``: scores in
+      [0, 1], boxes inside the image and non-degenerate, classes among the six (detections and counts).
+    * ``counts_reconcile_with_detections``: every count row equals its class's detections; then, once
+      no row disagrees, the day's detections equal the sum of its counts exactly when no detection
+      lacks a count row (so that side needs two totals, not a second row-by-row join). All six classes
+      per (capture, model), and every accepted capture has its ingest model's counts.
+    * ``no_orphans``: :func:`check_orphans` (whole tables).
+    """
+    params = partition_params(partition_key)
+    classes = _classes_param()
+    tol = bindparam("tol", BOX_TOLERANCE_PX, type_=Float)
+    checked, bad_scores, bad_boxes, bad_classes = (
+        int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params, tol, classes)).one())
+    pairs, mismatched, incomplete, bad_count_rows, counted, ingest_pairs = (
+        int(v or 0) for v in conn.execute(
+            text(_COUNT_FIGURES).bindparams(*params, classes, bindparam("n_classes", len(TRAFFIC_CLASSES)))).one())
+    accepted = _scalar(conn, _ACCEPTED, params)
+    reconcile = {
+        "capture_model_pairs": pairs,
+        "count_rows_not_matching_detections": mismatched,
+        "detections": checked,
+        "sum_of_counts": counted,
+        "capture_models_without_all_six_classes": incomplete,
+        "accepted_captures_without_ingest_counts": accepted - ingest_pairs,
+        "sample": _rows(conn, f"SELECT k.capture_id, k.model_version, k.traffic_class, k.count AS stored {_DAY_COUNTS}"
+                        f" AND {_COUNT_WRONG} = 1 ORDER BY k.capture_id, k.traffic_class LIMIT :sample", params)
+        if mismatched else [],
+    }
     return {
         "detection_scores_in_range": _result(bad_scores == 0, {
             "detections_checked": checked, "scores_outside_0_1": bad_scores,
-            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.model_version, d.score {_DAY_DETECTIONS} AND {_SCORE_BAD} ORDER BY d.id LIMIT :sample", score_params) if bad_scores else [],
+            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.model_version, d.score {_DAY_DETECTIONS} AND {_SCORE_BAD} ORDER BY d.id LIMIT :sample", params) if bad_scores else [],
         }),
         "detection_boxes_valid": _result(bad_boxes == 0, {
             "detections_checked": checked, "bad_boxes": bad_boxes, "tolerance_px": BOX_TOLERANCE_PX,
-            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.x1, d.y1, d.x2, d.y2, c.width, c.height {_DAY_DETECTIONS} AND {_BOX_BAD} ORDER BY d.id LIMIT :sample", box_params) if bad_boxes else [],
+            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.x1, d.y1, d.x2, d.y2, c.width, c.height {_DAY_DETECTIONS} AND {_BOX_BAD} ORDER BY d.id LIMIT :sample", [*params, tol]) if bad_boxes else [],
         }),
         "traffic_classes_allowed": _result(bad_classes == 0 and bad_count_rows == 0, {
             "allowed": list(TRAFFIC_CLASSES), "detections_checked": checked,
             "detections_with_other_class": bad_classes, "count_rows_with_other_class": bad_count_rows,
-            "other_classes": _rows(conn, f"SELECT d.traffic_class, COUNT(*) AS n {_DAY_DETECTIONS} AND {_CLASS_BAD} GROUP BY d.traffic_class ORDER BY d.traffic_class LIMIT :sample", class_params) if bad_classes else [],
+            "other_classes": _rows(conn, f"SELECT d.traffic_class, COUNT(*) AS n {_DAY_DETECTIONS} AND {_CLASS_BAD} GROUP BY d.traffic_class ORDER BY d.traffic_class LIMIT :sample", [*params, classes]) if bad_classes else [],
         }),
+        "counts_reconcile_with_detections": _result(
+            mismatched == 0 and checked == counted and incomplete == 0 and reconcile["accepted_captures_without_ingest_counts"] == 0,
+            reconcile),
+        "no_orphans": check_orphans(conn),
     }
 
 
-_ROW_CHECKS = {
-    "detection_scores_in_range": "Every detection score of the day is within [0, 1].",
-    "detection_boxes_valid": "Every box of the day lies inside its image (± 0.01 px) and has positive width and height.",
-    "traffic_classes_allowed": "Detections and counts of the day use only car, truck, bus, person, bicycle, motorcycle.",
-}
-
-
-def _detection_row_checks(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    with accepted_previews("partitioned_checks"):  # the specs' partitions_def
-        @dg.multi_asset_check(
-            name="detection_row_checks",
-            specs=[
-                dg.AssetCheckSpec(name, asset=CAPTURE_SUMMARY, description=description, blocking=True,
-                                  partitions_def=partitions, additional_deps=[DETECTIONS, CAPTURES, CAPTURE_COUNTS])
-                for name, description in _ROW_CHECKS.items()
-            ],
-            description="Scores, boxes and classes of the day's detections, in one scan.",
-        )
-        def detection_row_checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
-            with database.get_engine().connect() as conn:
-                results = check_detection_rows(conn, context.partition_key)
-            for name, result in results.items():
-                yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
-                                          severity=result.severity, metadata=result.metadata)
-
-    return detection_row_checks
-
-
-# -- counts reconcile with detections ---------------------------------------------------
-
-# A count row disagrees with the number of its class's detections (index lookups per row).
-_COUNT_MISMATCH = f"""
-FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id
-WHERE {_IN_PARTITION} AND k.count <> (
-    SELECT COUNT(*) FROM detections d
-    WHERE d.capture_id = k.capture_id AND d.model_name = k.model_name AND d.model_version = k.model_version
-      AND d.traffic_class = k.traffic_class
-)
-"""
-# Per (capture, model): how many of the six classes have a row, and the counts' sum.
-_COUNT_GROUPS = f"""
-SELECT COUNT(*), SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.total) FROM (
-    SELECT k.capture_id, k.model_name, k.model_version, SUM(k.count) AS total,
-           SUM(CASE WHEN k.traffic_class IN :classes THEN 1 ELSE 0 END) AS n_allowed
-    FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id
-    WHERE {_IN_PARTITION}
-    GROUP BY k.capture_id, k.model_name, k.model_version
-) x
-"""
-_ACCEPTED_WITHOUT_INGEST_COUNTS = f"""
-SELECT COUNT(*) FROM captures c
-WHERE {_IN_PARTITION} AND c.status = 'accepted' AND NOT EXISTS (
-    SELECT 1 FROM capture_counts k
-    WHERE k.capture_id = c.capture_id AND k.model_name = c.model_name AND k.model_version = c.model_version
-)
-"""
-
-
-def check_reconcile(conn: Connection, partition_key: str) -> dg.AssetCheckResult:
-    """Counts equal detections per (capture, model, class), exactly.
-
-    Every count row is compared with its detections; then, once no row disagrees, the
-    day's detections equal the sum of its counts exactly when no detection lacks a count row
-    (so that side needs only two totals, not a second row-by-row join).
-    """
-    params = partition_params(partition_key)
-    mismatched = _scalar(conn, f"SELECT COUNT(*) {_COUNT_MISMATCH}", params)
-    sample = (
-        _rows(conn, f"SELECT k.capture_id, k.model_version, k.traffic_class, k.count AS stored {_COUNT_MISMATCH} ORDER BY k.capture_id, k.traffic_class LIMIT :sample", params)
-        if mismatched
-        else []
-    )
-    pairs, incomplete, counted = conn.execute(
-        text(_COUNT_GROUPS).bindparams(*params, _classes_param(), bindparam("n_classes", len(TRAFFIC_CLASSES)))
-    ).one()
-    detected = _scalar(conn, f"SELECT COUNT(*) {_DAY_DETECTIONS}", params)
-    figures = {
-        "capture_model_pairs": int(pairs or 0),
-        "count_rows_not_matching_detections": mismatched,
-        "detections": detected,
-        "sum_of_counts": int(counted or 0),
-        "capture_models_without_all_six_classes": int(incomplete or 0),
-        "accepted_captures_without_ingest_counts": _scalar(conn, _ACCEPTED_WITHOUT_INGEST_COUNTS, params),
-    }
-    passed = (mismatched == 0 and detected == figures["sum_of_counts"] and figures["capture_models_without_all_six_classes"] == 0
-              and figures["accepted_captures_without_ingest_counts"] == 0)
-    return _result(passed, {**figures, "sample": sample})
-
-
-def _counts_reconcile_with_detections(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, check_reconcile, asset=CAPTURE_SUMMARY, name="counts_reconcile_with_detections", blocking=True,
-        additional_deps=[DETECTIONS, CAPTURE_COUNTS],
-        description="For every capture of the day and model version, each class count equals the number of its "
+_CHECKS = {
+    "detection_scores_in_range": ("Every detection score of the day is within [0, 1].", [DETECTIONS, CAPTURES]),
+    "detection_boxes_valid": ("Every box of the day lies inside its image (± 0.01 px) and has positive width and height.",
+                              [DETECTIONS, CAPTURES]),
+    "traffic_classes_allowed": ("Detections and counts of the day use only car, truck, bus, person, bicycle, motorcycle.",
+                                [DETECTIONS, CAPTURES, CAPTURE_COUNTS]),
+    "counts_reconcile_with_detections": (
+        "For every capture of the day and model version, each class count equals the number of its "
         "detections, all six classes are present, and every accepted capture has its ingest model's counts.",
-    )
+        [DETECTIONS, CAPTURE_COUNTS, CAPTURES]),
+    "no_orphans": ("No detection or count row without its capture, no capture without its location (whole tables).",
+                   [DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS]),
+}
 
 
 # -- orphans --------------------------------------------------------------------------
@@ -212,14 +180,24 @@ def check_orphans(conn: Connection) -> dg.AssetCheckResult:
     return _result(all(v == 0 for v in figures.values()), figures)
 
 
-def _no_orphans(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, lambda conn, _partition_key: check_orphans(conn), asset=CAPTURE_SUMMARY, name="no_orphans",
-        blocking=True, additional_deps=[DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS],
-        description="No detection or count row without its capture, no capture without its location (whole tables).",
-    )
-
-
 def ingest_quality_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
-    """The blocking checks on a partition's ingest data, partitioned by ``partitions``."""
-    return [_detection_row_checks(partitions), _counts_reconcile_with_detections(partitions), _no_orphans(partitions)]
+    """The blocking checks on a partition's ingest data (one step: :func:`check_ingest_quality`)."""
+    with accepted_previews("partitioned_checks"):  # the specs' partitions_def
+        @dg.multi_asset_check(
+            name="ingest_quality_checks",
+            specs=[
+                dg.AssetCheckSpec(name, asset=CAPTURE_SUMMARY, description=description, blocking=True,
+                                  partitions_def=partitions, additional_deps=deps)
+                for name, (description, deps) in _CHECKS.items()
+            ],
+            description="Scores, boxes and classes of the day's detections, its counts against them, orphans; "
+            "one scan of the day's detections and one of its counts.",
+        )
+        def ingest_quality(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
+            with database.get_engine().connect() as conn:
+                results = check_ingest_quality(conn, context.partition_key)
+            for name, result in results.items():
+                yield dg.AssetCheckResult(check_name=name, asset_key=CAPTURE_SUMMARY, passed=result.passed,
+                                          severity=result.severity, metadata=result.metadata)
+
+    return [ingest_quality]

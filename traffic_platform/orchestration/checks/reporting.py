@@ -1,9 +1,11 @@
 """Checks on the published counts: they reconcile with the ingest tables (blocking) and
-daily totals are not anomalous against each location's history (warning)."""
+daily totals are not anomalous against each location's history (warning). All run as one
+step, which reads the day's ingest side once for every window."""
 
 
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from statistics import median
 from typing import Any
@@ -14,11 +16,12 @@ from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
 from ..assets.reporting import COUNTS_KEYS, counts_key
+from ..dagster_previews import accepted_previews
 from ..partitions import partition_bounds, partition_day
+from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from ..windows import WINDOWS, ReportingWindow
 from .ingest_quality import partition_params
-from .partitioned import partition_check
 from .stats import score_today
 
 # -- reconcile ------------------------------------------------------------------------
@@ -40,19 +43,19 @@ _TABLE_GROUPS_NOT_SIX = (
 # the detections): per model and class, the sum of counts and the images with a row, without
 # the captures camera health excludes (frozen or slate frames: capture_features.excluded), and
 # of those images the ones the gate flagged as degraded.
-_NOT_EXCLUDED = " AND NOT EXISTS (SELECT 1 FROM capture_features f WHERE f.capture_id = c.capture_id AND f.excluded = 1)"
+_DAY_CAPTURES = (
+    " FROM captures c LEFT JOIN capture_features f ON f.capture_id = c.capture_id{join}"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end"
+)
 _COUNTED = text(
     "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*),"
-    " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END) FROM capture_counts k"
-    " JOIN captures c ON c.capture_id = k.capture_id"
-    " WHERE c.captured_at >= :start AND c.captured_at < :end AND c.status = 'accepted'" + _NOT_EXCLUDED +
-    " GROUP BY k.model_name, k.model_version, k.traffic_class"
+    " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END)"
+    + _DAY_CAPTURES.format(join=" JOIN capture_counts k ON k.capture_id = c.capture_id")
+    + " AND c.status = 'accepted' AND COALESCE(f.excluded, 0) = 0 GROUP BY k.model_name, k.model_version, k.traffic_class"
 )
 _CAPTURED = text(
     "SELECT COUNT(*), SUM(CASE WHEN c.status = 'distorted' THEN 1 ELSE 0 END),"
-    " SUM(CASE WHEN c.status = 'accepted' AND EXISTS (SELECT 1 FROM capture_features f"
-    " WHERE f.capture_id = c.capture_id AND f.excluded = 1) THEN 1 ELSE 0 END) FROM captures c"
-    " WHERE c.captured_at >= :start AND c.captured_at < :end"
+    " SUM(CASE WHEN c.status = 'accepted' AND f.excluded = 1 THEN 1 ELSE 0 END)" + _DAY_CAPTURES.format(join="")
 )
 _INGEST_MODELS = text(
     "SELECT DISTINCT c.model_name, c.model_version FROM captures c"
@@ -60,30 +63,46 @@ _INGEST_MODELS = text(
 )
 
 
-def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_key: str) -> dg.AssetCheckResult:
-    """The partition's rows of one counts table add up to the ingest tables, per model and class."""
-    table = window.table
+@dataclass(frozen=True)
+class IngestTotals:
+    """The day's ingest side of the reconcile, the same for every window (read once)."""
+
+    counted: dict[tuple[str, str, str], tuple[int, int, int]]  # (model, version, class) -> (total, images, degraded)
+    captured: int
+    distorted: int
+    excluded: int
+    ingest_models: set[tuple[str, str]]
+
+
+def ingest_totals(conn: Connection, partition_key: str) -> IngestTotals:
     params = partition_params(partition_key)
-    counted: dict[tuple[str, str, str], tuple[int, int, int]] = {
+    counted = {
         (m, v, c): (int(total or 0), int(images), int(degraded or 0))
         for m, v, c, total, images, degraded in conn.execute(_COUNTED.bindparams(*params))
     }
+    captured, distorted, excluded = (int(v or 0) for v in conn.execute(_CAPTURED.bindparams(*params)).one())
+    ingest_models = {(m, v) for m, v in conn.execute(_INGEST_MODELS.bindparams(*params))}
+    return IngestTotals(counted, captured, distorted, excluded, ingest_models)
+
+
+def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_key: str,
+                           ingest: IngestTotals | None = None) -> dg.AssetCheckResult:
+    """The partition's rows of one counts table add up to the ingest tables, per model and class
+    (``ingest``: :func:`ingest_totals` of the partition, read here when not given)."""
+    table = window.table
+    params = partition_params(partition_key)
+    ingest = ingest or ingest_totals(conn, partition_key)
+    counted = ingest.counted
     processed = {(m, v) for (m, v, _) in counted}
-    captured, distorted, excluded = conn.execute(_CAPTURED.bindparams(*params)).one()
-    captured, distorted, excluded = int(captured or 0), int(distorted or 0), int(excluded or 0)
+    captured, distorted, excluded = ingest.captured, ingest.distorted, ingest.excluded
     problems: list[dict[str, Any]] = []
     models: set[tuple[str, str]] = set()
     for row in conn.execute(text(_TABLE_TOTALS.format(table=table)).bindparams(*params)).mappings():
         model = (row["model_name"], row["model_version"])
         models.add(model)
-        expected = {
-            "total": counted.get((*model, row["traffic_class"]), (0, 0, 0))[0],
-            "received": captured,
-            "distorted": distorted,
-            "excluded_health": excluded,
-            "accepted": counted.get((*model, row["traffic_class"]), (0, 0, 0))[1],
-            "degraded": counted.get((*model, row["traffic_class"]), (0, 0, 0))[2],
-        }
+        total, images, degraded = counted.get((*model, row["traffic_class"]), (0, 0, 0))
+        expected = {"total": total, "received": captured, "distorted": distorted, "excluded_health": excluded,
+                    "accepted": images, "degraded": degraded}
         for field, want in expected.items():
             if int(row[field] or 0) != want:
                 problems.append({"model": f"{model[0]}@{model[1]}", "class": row["traffic_class"], "field": field,
@@ -96,11 +115,10 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
         ).scalar()
         or 0
     )
-    ingest_models = {(m, v) for m, v in conn.execute(_INGEST_MODELS.bindparams(*params))}
-    missing_ingest = sorted(f"{m}@{v}" for m, v in ingest_models - models)
+    missing_ingest = sorted(f"{m}@{v}" for m, v in ingest.ingest_models - models)
     if captured > distorted and not models:  # accepted images but no rows; an all-distorted day has none
         missing_ingest = missing_ingest or ["(no rows at all for a day with captures)"]
-    other_models = sorted(f"{m}@{v}" for m, v in processed - models - ingest_models)
+    other_models = sorted(f"{m}@{v}" for m, v in processed - models - ingest.ingest_models)
     return dg.AssetCheckResult(
         passed=not problems and groups_not_six == 0 and not missing_ingest,
         severity=dg.AssetCheckSeverity.ERROR,
@@ -116,15 +134,11 @@ def check_counts_reconcile(conn: Connection, window: ReportingWindow, partition_
     )
 
 
-def _reconcile_check(window: ReportingWindow, partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, lambda conn, partition_key: check_counts_reconcile(conn, window, partition_key),
-        asset=counts_key(window), name=window.check, blocking=True,
-        description=f"Per model version and class, the day's {window.table} rows add up exactly to the ingest tables "
-        "(total_count = counts of accepted captures, which the upstream blocking check equates with the "
-        "detections; images received/distorted/accepted/degraded = captures of the day) and every (location, window, "
-        "model) has all six classes.",
-    )
+def _reconcile_description(window: ReportingWindow) -> str:
+    return (f"Per model version and class, the day's {window.table} rows add up exactly to the ingest tables "
+            "(total_count = counts of accepted captures, which the upstream blocking check equates with the "
+            "detections; images received/distorted/accepted/degraded = captures of the day) and every (location, "
+            "window, model) has all six classes.")
 
 
 # -- count anomaly --------------------------------------------------------------------
@@ -163,20 +177,41 @@ def check_count_anomaly(conn: Connection, partition_key: str, settings: Orchestr
     )
 
 
-def _daily_count_anomaly(partitions: dg.PartitionsDefinition) -> dg.AssetChecksDefinition:
-    return partition_check(
-        partitions, lambda conn, partition_key: check_count_anomaly(conn, partition_key, OrchestrationSettings.from_env()),
-        asset=COUNTS_KEYS["daily"], name="daily_count_anomaly",
-        description="Each location's total road users of the day (per model version) is not far from its own "
-        "history: robust z = (total - median) / max(1.4826·MAD, sqrt(median), 1) over the previous "
-        "TRAFFIC_ANOMALY_HISTORY_DAYS (28) materialised days, needs >= 7 days, warns when |z| > 4.",
-    )
+_ANOMALY_DESCRIPTION = (
+    "Each location's total road users of the day (per model version) is not far from its own "
+    "history: robust z = (total - median) / max(1.4826·MAD, sqrt(median), 1) over the previous "
+    "TRAFFIC_ANOMALY_HISTORY_DAYS (28) materialised days, needs >= 7 days, warns when |z| > 4."
+)
 
 
 def reporting_checks(partitions: dg.PartitionsDefinition,
                      windows: Sequence[ReportingWindow] = WINDOWS) -> list[dg.AssetChecksDefinition]:
-    """A blocking reconcile check per window, and the anomaly check on the daily totals (if "daily" is one)."""
-    checks = [_reconcile_check(window, partitions) for window in windows]
-    if any(window.name == "daily" for window in windows):
-        checks.append(_daily_count_anomaly(partitions))
-    return checks
+    """A blocking reconcile check per window, and the anomaly check on the daily totals (if "daily" is
+    one): one step that reads the day's ingest side once for every window."""
+    daily = any(window.name == "daily" for window in windows)
+    with accepted_previews("partitioned_checks"):  # the specs' partitions_def
+        specs = [dg.AssetCheckSpec(window.check, asset=counts_key(window), description=_reconcile_description(window),
+                                   blocking=True, partitions_def=partitions) for window in windows]
+        if daily:
+            specs.append(dg.AssetCheckSpec("daily_count_anomaly", asset=COUNTS_KEYS["daily"],
+                                           description=_ANOMALY_DESCRIPTION, partitions_def=partitions))
+
+        @dg.multi_asset_check(name="reporting_checks", specs=specs,
+                              description="The counts tables against the day's ingest side (read once), and the daily totals "
+                              "against each location's history.")
+        def _checks(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
+            with database.get_engine().connect() as conn:
+                ingest = ingest_totals(conn, context.partition_key)
+                for window in windows:
+                    result = check_counts_reconcile(conn, window, context.partition_key, ingest)
+                    yield _named(result, window.check, counts_key(window))
+                if daily:
+                    result = check_count_anomaly(conn, context.partition_key, OrchestrationSettings.from_env())
+                    yield _named(result, "daily_count_anomaly", COUNTS_KEYS["daily"])
+
+    return [_checks]
+
+
+def _named(result: dg.AssetCheckResult, name: str, asset: dg.AssetKey) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(check_name=name, asset_key=asset, passed=result.passed, severity=result.severity,
+                               metadata=result.metadata)

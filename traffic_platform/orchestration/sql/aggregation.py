@@ -1,9 +1,18 @@
 """Set-based SQL that fills the reporting tables, one partition (local day) at a time.
 
 Each ``replace_*`` function runs inside the caller's transaction: it deletes the
-partition's rows and inserts them again with one ``INSERT … SELECT``, so a partition is
-replaced atomically and re-running it never duplicates rows. Only the window bucketing
-and the seconds-between expression differ between dialects (:mod:`.dialects`).
+partition's rows and inserts them again with ``INSERT … SELECT``, so a partition is
+replaced atomically and re-running it never duplicates rows. Only the window bucketing,
+the seconds-between expression and the temporary-table DDL differ between dialects
+(:mod:`.dialects`).
+
+The counts make one pass over the day's captures and counts: :func:`replace_counts`
+aggregates them per (location, *slot*, class, model) into a temporary table, a slot being
+the greatest common divisor of the window lengths (15 min for 15 min, 1 h and 1 day), and
+fills every window's table by rolling the slots up. Every figure rolls up exactly: images,
+counts and images with at least one add up (each capture lies in one slot), the maximum is
+the maximum of the slots' maxima, and the mean, share, expected images and coverage are
+recomputed from the sums and the window's own length.
 
 Rules (documented for analysts in the README's Dagster section):
 
@@ -36,17 +45,30 @@ Rules (documented for analysts in the README's Dagster section):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Date, DateTime, Float, bindparam, text
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    text,
+)
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
+from ...storage.tables import exact_text
 from ..windows import ReportingWindow
-from .dialects import dialect_of, seconds_between, window_start
-from .reporting_tables import capture_summary_daily
+from .dialects import dialect_of, drop_temporary_table, ordered_join, seconds_between, window_start
+from .reporting_tables import capture_summary_daily, local_datetime
 
 
 @dataclass(frozen=True)
@@ -58,14 +80,15 @@ class ModelKey:
         return f"{self.model_name}@{self.model_version}"
 
 
-# 1 when camera health excludes the capture (a frozen or slate frame), else 0; in a query on captures.
-HEALTH_EXCLUDED = (
-    "COALESCE((SELECT f.excluded FROM capture_features f WHERE f.capture_id = captures.capture_id), 0)"
+# The day's captures with their camera-health row (at most one: capture_features is keyed by capture).
+DAY_CAPTURES = (
+    "captures c LEFT JOIN capture_features f ON f.capture_id = c.capture_id"
+    " WHERE c.captured_at >= :start AND c.captured_at < :end"
 )
-
-
+# 1 when camera health excludes the capture (a frozen or slate frame), else 0; on DAY_CAPTURES.
+HEALTH_EXCLUDED = "COALESCE(f.excluded, 0)"
 # 1 when the gate flagged the accepted capture as degraded (the repository writes '[]' for none).
-DEGRADED = "CASE WHEN captures.quality_flags <> '[]' THEN 1 ELSE 0 END"
+DEGRADED = "CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END"
 
 
 def _range_params(start: datetime, end: datetime) -> list:
@@ -106,9 +129,8 @@ INSERT INTO capture_summary_daily (location_id, day, images_received, images_acc
     first_captured_at, last_captured_at, observed_cadence_s, cadence_s, cadence_source, expected_images,
     coverage, computed_at, images_excluded_health, images_degraded)
 WITH day_captures AS (
-    SELECT location_id, status, captured_at, captured_at_utc, {excluded} AS health_excluded,
-           {degraded} AS degraded FROM captures
-    WHERE captured_at >= :start AND captured_at < :end
+    SELECT c.location_id, c.status, c.captured_at, c.captured_at_utc, {excluded} AS health_excluded,
+           {degraded} AS degraded FROM {day_captures}
 ),
 ordered AS (
     SELECT location_id, captured_at_utc,
@@ -178,7 +200,7 @@ def replace_capture_summary(
     dialect = dialect_of(conn)
     configured_sql, configured_params = _configured_case(configured_cadence)
     sql = _SUMMARY_INSERT.format(gap=seconds_between(dialect, "previous_utc", "captured_at_utc"), configured=configured_sql,
-                               excluded=HEALTH_EXCLUDED, degraded=DEGRADED)
+                               excluded=HEALTH_EXCLUDED, degraded=DEGRADED, day_captures=DAY_CAPTURES)
     day = start.date()
     conn.execute(_SUMMARY_DELETE.bindparams(bindparam("day", day, type_=Date)))
     result = conn.execute(
@@ -200,54 +222,94 @@ _COUNTS_DELETE = (
     " AND model_name = :model_name AND model_version = :model_version"
 )
 
-_COUNTS_INSERT = """
+SLOTS = "tmp_counts_slots"  # the temporary table of the one pass (per connection, dropped after use)
+
+# The figures of one model per (location, slot, class), zero-filled: every slot with an image
+# gets the six classes. ``counted``: an accepted capture camera health keeps that the model
+# processed (it has the model's capture_counts rows). max_count is NULL when the model
+# processed no image of the slot. The counts are joined from the day's captures (ordered_join).
+_SLOTS_INSERT = """
+INSERT INTO {slots} (location_id, slot_start, traffic_class, model_name, model_version, images_received,
+    images_distorted, images_excluded_health, images_accepted, images_degraded, total_count, max_count, with_any)
+WITH slot_captures AS (
+    SELECT c.capture_id, c.location_id, c.status, {slot_start} AS slot_start, {excluded} AS health_excluded,
+           {degraded} AS degraded,
+           CASE WHEN c.status = 'accepted' AND {excluded} = 0 AND EXISTS (
+               SELECT 1 FROM capture_counts k
+               WHERE k.capture_id = c.capture_id AND k.model_name = :model_name AND k.model_version = :model_version
+           ) THEN 1 ELSE 0 END AS counted
+    FROM {day_captures}
+),
+classes AS ({classes}),
+slots AS (
+    SELECT location_id, slot_start, COUNT(*) AS received,
+           SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
+           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded,
+           SUM(counted) AS images, SUM(counted * degraded) AS degraded
+    FROM slot_captures GROUP BY location_id, slot_start
+),
+per_class AS (
+    SELECT w.location_id, w.slot_start, k.traffic_class, SUM(k.count) AS total, MAX(k.count) AS most,
+           SUM(CASE WHEN k.count > 0 THEN 1 ELSE 0 END) AS with_any
+    FROM slot_captures w
+    {ordered_join} capture_counts k ON k.capture_id = w.capture_id
+         AND k.model_name = :model_name AND k.model_version = :model_version
+    WHERE w.status = 'accepted' AND w.health_excluded = 0
+    GROUP BY w.location_id, w.slot_start, k.traffic_class
+)
+SELECT w.location_id, w.slot_start, cl.traffic_class, :model_name, :model_version, w.received, w.distorted,
+       w.excluded, w.images, w.degraded, COALESCE(p.total, 0),
+       CASE WHEN w.images > 0 THEN COALESCE(p.most, 0) END, COALESCE(p.with_any, 0)
+FROM slots w
+CROSS JOIN classes cl
+LEFT JOIN per_class p ON p.location_id = w.location_id AND p.slot_start = w.slot_start
+     AND p.traffic_class = cl.traffic_class
+"""
+
+# One window's rows from the slots it is made of.
+_ROLLUP_INSERT = """
 INSERT INTO {table} (location_id, window_start, traffic_class, model_name, model_version, images_received,
     images_accepted, images_distorted, total_count, mean_per_image, max_per_image, share_with_any,
     expected_images, coverage, computed_at, images_excluded_health, images_degraded)
-WITH window_captures AS (
-    SELECT capture_id, location_id, status, {window_start} AS window_start, {excluded} AS health_excluded,
-           {degraded} AS degraded FROM captures
-    WHERE captured_at >= :start AND captured_at < :end
-),
-classes AS ({classes}),
-windows AS (
-    SELECT location_id, window_start, COUNT(*) AS received,
-           SUM(CASE WHEN status = 'distorted' THEN 1 ELSE 0 END) AS distorted,
-           SUM(CASE WHEN status = 'accepted' AND health_excluded = 1 THEN 1 ELSE 0 END) AS excluded
-    FROM window_captures GROUP BY location_id, window_start
-),
-processed AS (
-    SELECT w.location_id, w.window_start, w.capture_id, w.degraded, k.traffic_class, k.count AS n
-    FROM window_captures w
-    JOIN capture_counts k ON k.capture_id = w.capture_id
-         AND k.model_name = :model_name AND k.model_version = :model_version
-    WHERE w.status = 'accepted' AND w.health_excluded = 0
-),
-accepted AS (
-    SELECT location_id, window_start, COUNT(DISTINCT capture_id) AS images,
-           COUNT(DISTINCT CASE WHEN degraded = 1 THEN capture_id END) AS degraded
-    FROM processed GROUP BY location_id, window_start
-),
-per_class AS (
-    SELECT location_id, window_start, traffic_class, SUM(n) AS total, MAX(n) AS most,
-           SUM(CASE WHEN n > 0 THEN 1 ELSE 0 END) AS with_any
-    FROM processed GROUP BY location_id, window_start, traffic_class
-)
-SELECT w.location_id, w.window_start, cl.traffic_class, :model_name, :model_version,
-       w.received, COALESCE(a.images, 0), w.distorted, COALESCE(p.total, 0),
-       CASE WHEN a.images > 0 THEN COALESCE(p.total, 0) * 1e0 / a.images END,
-       CASE WHEN a.images > 0 THEN COALESCE(p.most, 0) END,
-       CASE WHEN a.images > 0 THEN COALESCE(p.with_any, 0) * 1e0 / a.images END,
+SELECT g.location_id, g.window_start, g.traffic_class, g.model_name, g.model_version,
+       g.received, g.images, g.distorted, g.total,
+       CASE WHEN g.images > 0 THEN g.total * 1e0 / g.images END,
+       CASE WHEN g.images > 0 THEN g.most END,
+       CASE WHEN g.images > 0 THEN g.with_any * 1e0 / g.images END,
        :window_s / s.cadence_s,
-       w.received / (:window_s / s.cadence_s),
-       :computed_at, w.excluded, COALESCE(a.degraded, 0)
-FROM windows w
-CROSS JOIN classes cl
-LEFT JOIN accepted a ON a.location_id = w.location_id AND a.window_start = w.window_start
-LEFT JOIN per_class p ON p.location_id = w.location_id AND p.window_start = w.window_start
-     AND p.traffic_class = cl.traffic_class
-LEFT JOIN capture_summary_daily s ON s.location_id = w.location_id AND s.day = :day
+       g.received / (:window_s / s.cadence_s),
+       :computed_at, g.excluded, g.degraded
+FROM (
+    SELECT location_id, {window_start} AS window_start, traffic_class, model_name, model_version,
+           SUM(images_received) AS received, SUM(images_accepted) AS images, SUM(images_distorted) AS distorted,
+           SUM(images_excluded_health) AS excluded, SUM(images_degraded) AS degraded, SUM(total_count) AS total,
+           MAX(max_count) AS most, SUM(with_any) AS with_any
+    FROM {slots}
+    GROUP BY location_id, {window_start}, traffic_class, model_name, model_version
+) g
+LEFT JOIN capture_summary_daily s ON s.location_id = g.location_id AND s.day = :day
 """
+
+
+def slot_seconds(windows: Sequence[ReportingWindow]) -> int:
+    """The longest slot every window is a whole number of (each window divides a day, so this does too)."""
+    return math.gcd(*(window.seconds for window in windows))
+
+
+def _slots_table() -> Table:
+    return Table(
+        SLOTS, MetaData(),
+        Column("location_id", Integer, nullable=False),
+        Column("slot_start", local_datetime(), nullable=False),
+        Column("traffic_class", String(16), nullable=False),
+        Column("model_name", exact_text(200), nullable=False),
+        Column("model_version", exact_text(64), nullable=False),
+        *(Column(name, Integer, nullable=False) for name in (
+            "images_received", "images_distorted", "images_excluded_health", "images_accepted", "images_degraded",
+            "total_count", "with_any")),
+        Column("max_count", Integer, nullable=True),
+        prefixes=["TEMPORARY"],
+    )
 
 
 def _classes_sql() -> tuple[str, list]:
@@ -257,37 +319,43 @@ def _classes_sql() -> tuple[str, list]:
 
 def replace_counts(
     conn: Connection,
-    window: ReportingWindow,
+    windows: Sequence[ReportingWindow],
     start: datetime,
     end: datetime,
     models: Sequence[ModelKey],
     *,
     computed_at: datetime,
-) -> int:
-    """Replace the partition's rows of ``window``'s counts table for ``models``; return rows written."""
-    table = window.table  # an identifier derived from a validated window name, never a value
+) -> dict[str, int]:
+    """Replace the partition's rows of every window's counts table for ``models``; rows written per window."""
     dialect = dialect_of(conn)
+    slots = _slots_table()
+    conn.execute(text(drop_temporary_table(dialect, SLOTS)))  # left over on this pooled connection by a failed run
+    slots.create(conn)
     classes_sql, class_params = _classes_sql()
-    insert_sql = _COUNTS_INSERT.format(
-        table=table, window_start=window_start(dialect, window.seconds, "captured_at"), classes=classes_sql,
-        excluded=HEALTH_EXCLUDED, degraded=DEGRADED,
-    )
-    written = 0
+    slots_sql = text(_SLOTS_INSERT.format(
+        slots=SLOTS, slot_start=window_start(dialect, slot_seconds(windows), "c.captured_at"), classes=classes_sql,
+        excluded=HEALTH_EXCLUDED, degraded=DEGRADED, day_captures=DAY_CAPTURES, ordered_join=ordered_join(dialect),
+    ))
     for model in models:
-        model_params = [bindparam("model_name", model.model_name), bindparam("model_version", model.model_version)]
-        conn.execute(text(_COUNTS_DELETE.format(table=table)).bindparams(*_range_params(start, end), *model_params))
-        result = conn.execute(
-            text(insert_sql).bindparams(
-                *_range_params(start, end),
-                *model_params,
-                *class_params,
-                bindparam("window_s", float(window.seconds), type_=Float),
-                bindparam("day", start.date(), type_=Date),
-                bindparam("computed_at", computed_at, type_=DateTime),
-            )
-        )
-        written += int(result.rowcount)
+        conn.execute(slots_sql.bindparams(*_range_params(start, end), *_model_params(model), *class_params))
+    written: dict[str, int] = {}
+    for window in windows:
+        table = window.table  # an identifier derived from a validated window name, never a value
+        for model in models:
+            conn.execute(text(_COUNTS_DELETE.format(table=table)).bindparams(*_range_params(start, end), *_model_params(model)))
+        rollup = _ROLLUP_INSERT.format(table=table, slots=SLOTS, window_start=window_start(dialect, window.seconds, "slot_start"))
+        result = conn.execute(text(rollup).bindparams(
+            bindparam("window_s", float(window.seconds), type_=Float),
+            bindparam("day", start.date(), type_=Date),
+            bindparam("computed_at", computed_at, type_=DateTime),
+        ))
+        written[window.name] = int(result.rowcount)
+    conn.execute(text(drop_temporary_table(dialect, SLOTS)))
     return written
 
 
-__all__ = ["ModelKey", "replace_capture_summary", "replace_counts", "reported_models", "capture_summary_daily"]
+def _model_params(model: ModelKey) -> list:
+    return [bindparam("model_name", model.model_name), bindparam("model_version", model.model_version)]
+
+
+__all__ = ["ModelKey", "replace_capture_summary", "replace_counts", "reported_models", "capture_summary_daily", "slot_seconds"]

@@ -1,7 +1,7 @@
 """The few SQL fragments that differ between MySQL/MariaDB and SQLite.
 
-Every fragment is a fixed string from the tables below; ``{col}``/``{a}``/``{b}`` are
-filled only with column names from the callers' own fixed SQL, never with values, and
+Every fragment is a fixed string from the tables below; ``{col}``/``{a}``/``{b}``/``{table}`` are
+filled only with column and table names from the callers' own fixed SQL, never with values, and
 ``{s}`` only with a window length checked to be an integer.
 SQLite keeps datetimes as text ``YYYY-MM-DD HH:MM:SS.ffffff`` (SQLAlchemy's format), so
 its window starts are rendered in that same format to compare correctly with bound
@@ -29,6 +29,13 @@ _SECONDS_BETWEEN = {
     MYSQL: "TIMESTAMPDIFF(SECOND, {a}, {b})",
     SQLITE: "ROUND((julianday({b}) - julianday({a})) * 86400.0)",
 }
+# An inner join that keeps the written table order (the left side drives). MariaDB's estimates
+# of a freshly loaded table can make it drive the day's join from all of capture_counts
+# (a full scan and a capture lookup per count row) instead of from the day's captures.
+_ORDERED_JOIN = {MYSQL: "STRAIGHT_JOIN", SQLITE: "JOIN"}
+# Drop a temporary table if this connection has one. MySQL needs TEMPORARY: a plain DROP TABLE
+# commits the open transaction.
+_DROP_TEMPORARY = {MYSQL: "DROP TEMPORARY TABLE IF EXISTS {table}", SQLITE: "DROP TABLE IF EXISTS temp.{table}"}
 # The local calendar day of a datetime, as a DATE (MySQL) / 'YYYY-MM-DD' text (SQLite).
 _DAY = {MYSQL: "DATE({col})", SQLITE: "date({col})"}
 
@@ -51,6 +58,16 @@ def window_start(dialect: str, seconds: int, col: str) -> str:
 
 def seconds_between(dialect: str, a: str, b: str) -> str:
     return _SECONDS_BETWEEN[dialect].format(a=a, b=b)
+
+
+def ordered_join(dialect: str) -> str:
+    """``JOIN`` that the database executes left side first (``STRAIGHT_JOIN`` on MySQL; SQLite keeps it)."""
+    return _ORDERED_JOIN[dialect]
+
+
+def drop_temporary_table(dialect: str, table: str) -> str:
+    """``DROP`` of the temporary table ``table`` (a fixed identifier of the caller's), without committing."""
+    return _DROP_TEMPORARY[dialect].format(table=table)
 
 
 def day_of(dialect: str, col: str) -> str:
