@@ -23,6 +23,7 @@ import argparse
 import os
 import platform
 import re
+import subprocess
 import sys
 import time
 import uuid
@@ -127,13 +128,21 @@ WHERE c.status = 'accepted'
     return {**counts, "seconds": time.perf_counter() - began}
 
 
-def _assets_and_checks(with_checks: bool) -> tuple[list, list]:
-    from traffic_platform.orchestration.assets.camera_health import CAPTURE_FEATURES
-    from traffic_platform.orchestration.assets.reporting import reporting_assets
-    from traffic_platform.orchestration.checks.ingest_health import ingest_health_checks
-    from traffic_platform.orchestration.checks.ingest_quality import ingest_quality_checks
-    from traffic_platform.orchestration.checks.reporting import reporting_checks
-    from traffic_platform.orchestration.partitions import daily_partitions
+def _module(package: str, name: str):
+    import importlib
+
+    return importlib.import_module(f"{package}.orchestration.{name}")
+
+
+def _assets_and_checks(with_checks: bool, package: str = "traffic_platform") -> tuple[list, list]:
+    """The capture features asset, and the aggregation assets (+ the partition checks) of
+    ``package`` (``traffic_platform``, or a baseline commit's copy, see :func:`baseline_package`)."""
+    CAPTURE_FEATURES = _module(package, "assets.camera_health").CAPTURE_FEATURES
+    reporting_assets = _module(package, "assets.reporting").reporting_assets
+    ingest_health_checks = _module(package, "checks.ingest_health").ingest_health_checks
+    ingest_quality_checks = _module(package, "checks.ingest_quality").ingest_quality_checks
+    reporting_checks = _module(package, "checks.reporting").reporting_checks
+    daily_partitions = _module(package, "partitions").daily_partitions
 
     partitions = daily_partitions()
     assets = reporting_assets(partitions)
@@ -145,11 +154,11 @@ def _assets_and_checks(with_checks: bool) -> tuple[list, list]:
     return features, [*aggregation, *checks]
 
 
-def _resources(url: str) -> dict:
+def _resources(url: str, package: str = "traffic_platform") -> dict:
     import tempfile
 
-    from traffic_platform.orchestration.resources import DatabaseResource, ObjectStoreResource
-
+    resources = _module(package, "resources")
+    DatabaseResource, ObjectStoreResource = resources.DatabaseResource, resources.ObjectStoreResource
     objects = Path(tempfile.mkdtemp(prefix="bench-objects-")).as_uri()  # empty: every image is missing
     return {"database": DatabaseResource(url=url), "object_store": ObjectStoreResource(uri=objects)}
 
@@ -163,12 +172,12 @@ def materialize_features(url: str) -> float:
     return time.perf_counter() - began
 
 
-def materialize(url: str, with_checks: bool) -> tuple[float, dict[str, float], dict[str, bool]]:
+def materialize(url: str, with_checks: bool, package: str = "traffic_platform") -> tuple[float, dict[str, float], dict[str, bool]]:
     import dagster as dg
 
-    _, selected = _assets_and_checks(with_checks)
+    _, selected = _assets_and_checks(with_checks, package)
     began = time.perf_counter()
-    result = dg.materialize(selected, partition_key=DAY, resources=_resources(url))
+    result = dg.materialize(selected, partition_key=DAY, resources=_resources(url, package))
     total = time.perf_counter() - began
     steps = {}
     for event in result.get_asset_materialization_events():
@@ -176,6 +185,18 @@ def materialize(url: str, with_checks: bool) -> tuple[float, dict[str, float], d
         steps[mat.asset_key.path[-1]] = mat.metadata["seconds"].value
     passed = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
     return total, steps, passed
+
+
+def baseline_package(ref: str) -> str:
+    """git ``ref``'s ``traffic_platform``, importable as ``traffic_platform_base`` (relative imports)."""
+    import tempfile
+
+    dest = Path(tempfile.mkdtemp(prefix="bench-aggregate-base-"))
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "traffic_platform"], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    (dest / "traffic_platform").rename(dest / "traffic_platform_base")
+    sys.path.insert(0, str(dest))
+    return "traffic_platform_base"
 
 
 class StatementLog:
@@ -254,6 +275,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--admin-url", default=os.environ.get("TRAFFIC_TEST_MARIADB_URL", "mysql+pymysql://root:@127.0.0.1:3306"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--baseline", default="ef91b32", metavar="REF", help="also run git REF's aggregation and checks on the same data, same run ('' to skip; default: before issue 19's rewrite)")
     args = parser.parse_args()
 
     from sqlalchemy import create_engine, text
@@ -277,8 +299,11 @@ def main() -> int:
         features_s = materialize_features(url)
         load_start = os.getloadavg()
         cold, steps, _ = materialize(url, with_checks=False)
+        base = baseline_package(args.baseline) if args.baseline else None
+        base_cold = materialize(url, with_checks=False, package=base)[0] if base else float("nan")  # after ours: a warmer cache
         warm, steps_warm, _ = materialize(url, with_checks=False)
         checked, _, passed = materialize(url, with_checks=True)
+        base_checked = materialize(url, with_checks=True, package=base)[0] if base else float("nan")
         baseline_s, baseline_rows = pandas_baseline(engine)
         load_end = os.getloadavg()
         with StatementLog() as log:
@@ -326,7 +351,11 @@ def main() -> int:
         f"| whole partition again (replaces the same rows) | {warm:.2f} | |",
         f"| **whole partition + all {len(passed)} partition checks** | **{checked:.2f}** | |",
         f"| baseline: pull rows into pandas, 15-min aggregate only, no write | {baseline_s:.2f} | {baseline_rows:,} groups |",
+        *([f"| baseline: `{args.baseline}`'s aggregation (one INSERT … SELECT per window), whole partition, right after ours' cold run | {base_cold:.2f} | |",
+           f"| baseline: `{args.baseline}`'s partition + its checks | {base_checked:.2f} | |"] if base else []),
         "",
+        *([f"Same run, same data: cold partition {base_cold / cold:.1f}× faster than `{args.baseline}`, with checks "
+           f"{base_checked / checked:.1f}× faster.", ""] if base else []),
         f"Targets: cold ≤ {TARGET_COLD_S:.0f} s **{'met' if met_cold else 'NOT met'}**; with all checks ≤ {TARGET_CHECKED_S:.0f} s "
         f"**{'met' if met_checked else 'NOT met'}**. Checks passed: {sum(passed.values())}/{len(passed)}. SQL of the warm run: "
         f"summary {steps_warm.get('capture_summary_daily', 0):.2f} s + counts {steps_warm.get('traffic_counts_15min', 0):.2f} s; "
