@@ -275,6 +275,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--admin-url", default=os.environ.get("TRAFFIC_TEST_MARIADB_URL", "mysql+pymysql://root:@127.0.0.1:3306"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
+    parser.add_argument("--buffer-pool-mib", type=int, default=0, metavar="N", help="run with the server's InnoDB buffer pool set to N MiB (SET GLOBAL; put back afterwards): Aurora's is ~3/4 of the instance's memory; 0: leave it")
     parser.add_argument("--baseline", default="ef91b32", metavar="REF", help="also run git REF's aggregation and checks on the same data, same run ('' to skip; default: before issue 19's rewrite)")
     args = parser.parse_args()
 
@@ -286,6 +287,10 @@ def main() -> int:
     admin = create_engine(args.admin_url, isolation_level="AUTOCOMMIT")
     name = f"tp_bench_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
+        pool_before = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar())
+        if args.buffer_pool_mib:
+            conn.execute(text("SET GLOBAL innodb_buffer_pool_size = :b"), {"b": args.buffer_pool_mib * 2**20})
+            time.sleep(2)  # the resize runs in the background
         conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"))
     url = make_url(args.admin_url).set(database=name).update_query_dict({"charset": "utf8mb4"}).render_as_string(hide_password=False)
     engine = make_engine(url)
@@ -318,6 +323,8 @@ def main() -> int:
         engine.dispose()
         with admin.connect() as conn:
             conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            if args.buffer_pool_mib:
+                conn.execute(text("SET GLOBAL innodb_buffer_pool_size = :b"), {"b": pool_before})
         admin.dispose()
 
     def load(values: tuple[float, float, float]) -> str:
@@ -337,7 +344,7 @@ def main() -> int:
         f"**Host load** (`os.getloadavg()`, 1 / 5 / 15 min): {load(load_before)} before the run, {load(load_start)} when the timed "
         f"runs began, {load(load_end)} after them (the bench's own data generation raises the first two). The host's cores "
         "are shared with other work: read the seconds with the load.",
-        f"InnoDB buffer pool {pool_mib:.0f} MiB; the day's captures, detections, counts and capture features with their "
+        f"InnoDB buffer pool {pool_mib:.0f} MiB{' (set for this run with --buffer-pool-mib; the server default is ' + format(pool_before / 2**20, '.0f') + ' MiB)' if args.buffer_pool_mib else ''}; the day's captures, detections, counts and capture features with their "
         f"indexes take {data_mib:.0f} MiB, so the scans also read from the OS cache.",
         "",
         "| what | seconds | rows written |",

@@ -88,19 +88,21 @@ def variant(data: bytes, use: int) -> bytes:
     and from the second on, ``8 * use`` pixel columns cut off the right. Bytes that do not
     decode (the sample truncated JPEG) get ``use`` trailing bytes instead: still broken, but
     different."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import ImageOps
+
+    from .domain.errors import DistortedImage
+    from .domain.images import open_stored, sniff_format
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            fmt = img.format
-            picture = ImageOps.exif_transpose(img)
-            if use % 2:
-                picture = ImageOps.mirror(picture)
-            if use >= 2:
-                picture = picture.crop((0, 0, max(1, picture.width - 8 * use), picture.height))
-    except (OSError, UnidentifiedImageError, SyntaxError):
+        picture = open_stored(data)
+    except DistortedImage:
         return data + b"\0" * use
+    if use % 2:
+        picture = ImageOps.mirror(picture)
+    if use >= 2:
+        picture = picture.crop((0, 0, max(1, picture.width - 8 * use), picture.height))
     buf = io.BytesIO()
+    fmt = sniff_format(data) or "JPEG"  # "JPEG" or "PNG": the photo's own format
     picture.save(buf, format=fmt, **({"quality": 92} if fmt == "JPEG" else {}))
     return buf.getvalue()
 

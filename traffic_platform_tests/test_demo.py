@@ -88,4 +88,6 @@ def test_demo_samples_never_repeat_a_photo_byte_for_byte(tmp_path, monkeypatch):
     with Image.open(first) as one, Image.open(again) as two:
         assert two.format == "JPEG" and two.size == one.size
         assert np.abs(np.asarray(two.convert("L"), dtype=int)[:, ::-1] - np.asarray(one.convert("L"), dtype=int)).mean() < 4
+    with Image.open(captures[4]) as png:  # b.png mirrored
+        assert png.format == "PNG"
     assert captures[5].read_bytes().startswith((street / "c.jpg").read_bytes())  # still broken, but different
