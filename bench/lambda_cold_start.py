@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|",
         f"| baseline: process start to one SQS message sent (import boto3, one client) | {floor:.0f} |",
         f"| ours: import the handler from the package | {p50([r['import_ms'] for r in ours]):.0f} |",
-        f"| ours: build the function's Api (settings, S3/SQS/SageMaker clients, engine) | {p50([r['build_ms'] for r in ours]):.0f} |",
+        f"| ours: build the function's Api (settings, SQS/SageMaker clients; the S3 client and the engine are made when a route needs them) | {p50([r['build_ms'] for r in ours]):.0f} |",
         f"| ours: the first request (decode, gate, SageMaker call {detect:.0f} ms, SQS) | {p50([r['first_ms'] for r in ours]):.0f} |",
         f"| ours: the second request, same container | {p50([r['second_ms'] for r in ours]):.0f} |",
         f"| **ours: process start to the first answer** | **{cold:.0f}** |",
