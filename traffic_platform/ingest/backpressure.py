@@ -10,6 +10,12 @@ saturation answers come as fast as captures are stored, and an answered image is
 within about ``max_pending / drain rate`` seconds. Requests already past admission add at
 most ``TRAFFIC_HTTP_MAX_CONCURRENCY`` jobs above the bound.
 
+The bound is for a worker that is *behind*, not one that is *blocked*: while the database or
+the store is down the worker uses no CPU and the spool is the buffer that keeps accepting
+(that is what it is for), so the caller's ``hold`` predicate (``LocalPlatform``: the worker
+runs and its last attempt did not fail transiently) decides whether a full spool holds a
+request at all.
+
 The count is kept in memory (+1 per hand-off, -1 per job the in-process worker stored, read
 off its counter) and taken again from the spool directory whenever it reaches half the
 bound, so jobs stored by another process (``traffic-platform worker``) or dead-lettered are
@@ -62,16 +68,17 @@ class SpoolBound:
         with self._lock:
             self._base += 1
 
-    def admit(self) -> None:
-        """Return when there is room; raise ``ServiceUnavailable`` (``spool_full``) after ``wait_s``."""
-        if not self.max_pending or self.pending < self.max_pending // 2:
+    def admit(self, hold: Callable[[], bool] = lambda: True) -> None:
+        """Return when there is room, or as soon as ``hold()`` is false; raise
+        ``ServiceUnavailable`` (``spool_full``) after ``wait_s``."""
+        if not self.max_pending or self.pending < self.max_pending // 2 or not hold():
             return
         deadline = time.monotonic() + self.wait_s
         waited = False
         while True:
             with self._lock:
                 pending = self._recount()  # the truth: other processes write and store too
-            if pending < self.max_pending:
+            if pending < self.max_pending or not hold():
                 if waited:
                     with self._lock:
                         self.waited += 1

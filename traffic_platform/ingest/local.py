@@ -84,10 +84,11 @@ class LocalPlatform:
                              admission=self._admit)
 
     def _admit(self) -> None:
-        """Back-pressure while this process's worker drains the spool (``serve``); a caller that
-        persists its own hand-offs afterwards (landing runs, ``run_worker=False``) is never held."""
-        if self.worker.running:
-            self.bound.admit()
+        """Back-pressure while this process's worker drains the spool (``serve``) and keeps
+        succeeding: during an outage the spool buffers (the worker is blocked, not behind), and a
+        caller that persists its own hand-offs afterwards (landing runs, ``run_worker=False``) is
+        never held."""
+        self.bound.admit(hold=lambda: self.worker.running and self.worker.transient_streak == 0)
 
     def ingest_batch(
         self, items: Iterable[tuple[str, bytes, Any]], *, wait_s: float | None = 600.0

@@ -71,12 +71,48 @@ def test_no_bound_admits_everything(tmp_path):
     assert bound.refused == 0
 
 
-def test_serve_holds_requests_while_the_store_is_down_and_admits_them_when_it_is_back(tmp_path, tiny_detector):
-    """Over HTTP with the worker running: the bound's worth of images is accepted, the next is
-    refused 503 spool_full + Retry-After while nothing can be stored, and admitted once the
-    store is back and the worker drained the spool. Nothing accepted is lost."""
-    settings = Settings(home=tmp_path, spool_max_pending=3, persist_backoff_cap_s=0.2)
+def _post(server, i: int, data: bytes):
+    return http("POST", f"{server.url}/v1/images?filename={_name(i)}", data, {"Content-Type": "image/jpeg"})
+
+
+def test_serve_holds_requests_while_the_worker_is_behind_and_admits_them_when_it_caught_up(tmp_path, tiny_detector):
+    """Over HTTP with the worker running but slow (it succeeds, it does not keep up): the bound's
+    worth of images is accepted, the next waits and is refused 503 spool_full + Retry-After while
+    nothing gets stored, and is admitted once the worker stored some. Nothing accepted is lost."""
+    settings = Settings(home=tmp_path, spool_max_pending=3)
     data = [images.jpeg_bytes(images.street_scene(320, 240, seed=i), quality=80) for i in range(6)]
+    with LocalPlatform(settings, detector=tiny_detector) as platform, platform.http_server() as server:
+        platform.bound.wait_s = 0.5
+        release = threading.Event()
+        persist_many = platform.worker.persist_many
+
+        def behind(jobs, map):  # a worker that takes its time (CPU-bound behind the answers)
+            release.wait(30)
+            return persist_many(jobs, map)
+
+        platform.worker.persist_many = behind
+        for i in range(3):
+            status, body, _ = _post(server, i, data[i])
+            assert status == 201, body
+        status, body, headers = _post(server, 3, data[3])
+        assert status == 503 and body["error"]["code"] == "spool_full" and headers.get("Retry-After") == "1"
+        assert body["error"]["details"] == {"retry_after_s": 1, "pending": 3, "max_pending": 3}
+        assert platform.spool.depth() == 3  # the refused image was never handed off
+
+        platform.bound.wait_s = 20.0
+        threading.Timer(0.3, release.set).start()  # the worker catches up while the next request waits
+        status, body, _ = _post(server, 4, data[4])
+        assert status == 201, body
+        assert platform.bound.waited >= 1 and platform.bound.refused == 1
+        assert platform.worker.drain(timeout=30)
+        assert platform.repo.get_capture(body["capture_id"]) is not None
+
+
+def test_an_outage_is_buffered_by_the_spool_not_refused(tmp_path, tiny_detector):
+    """While the store is down the worker is blocked, not behind: the spool keeps accepting past
+    the bound (it is the outage buffer), and everything is stored once the store is back."""
+    settings = Settings(home=tmp_path, spool_max_pending=2, persist_backoff_cap_s=0.2)
+    data = [images.jpeg_bytes(images.street_scene(320, 240, seed=i), quality=80) for i in range(5)]
     with LocalPlatform(settings, detector=tiny_detector) as platform, platform.http_server() as server:
         platform.bound.wait_s = 0.5
 
@@ -84,20 +120,19 @@ def test_serve_holds_requests_while_the_store_is_down_and_admits_them_when_it_is
             raise ConnectionRefusedError(111, "Connection refused")
 
         platform.store.put = down
-        for i in range(3):
-            status, body, _ = http("POST", f"{server.url}/v1/images?filename={_name(i)}", data[i], {"Content-Type": "image/jpeg"})
+        ids = []
+        for i in range(5):
+            status, body, _ = _post(server, i, data[i])
             assert status == 201, body
-        status, body, headers = http("POST", f"{server.url}/v1/images?filename={_name(3)}", data[3], {"Content-Type": "image/jpeg"})
-        assert status == 503 and body["error"]["code"] == "spool_full" and headers.get("Retry-After") == "1"
-        assert platform.spool.depth() == 3  # the refused image was never handed off
-
-        del platform.store.put  # the store is back: the worker drains, a new request is admitted
-        platform.bound.wait_s = 20.0
-        status, body, _ = http("POST", f"{server.url}/v1/images?filename={_name(4)}", data[4], {"Content-Type": "image/jpeg"})
-        assert status == 201, body
+            ids.append(body["capture_id"])
+            if i == 0:  # let the worker meet the outage before the spool fills
+                deadline = time.monotonic() + 10
+                while platform.worker.transient_streak == 0 and time.monotonic() < deadline:
+                    time.sleep(0.02)
+        assert platform.spool.depth() == 5 and platform.bound.refused == 0
+        del platform.store.put  # the store is back
         assert platform.worker.drain(timeout=30)
-        assert platform.repo.get_capture(body["capture_id"]) is not None
-        assert platform.bound.refused == 1
+        assert all(platform.repo.get_capture(capture_id) is not None for capture_id in ids)
 
 
 def test_a_caller_that_stores_its_own_hand_offs_is_never_held(tmp_path, tiny_detector):
