@@ -47,7 +47,8 @@ def test_views_equal_brute_force(repo, engine, db_url, materialize_day):
                 for (loc, start, cls, name, version), f in figures.items():
                     entry = expected.setdefault((loc, start, name, version), {"images_received": f["images_received"],
                                                                                "images_accepted": f["images_accepted"],
-                                                                               "images_degraded": f["images_degraded"]})
+                                                                               "images_degraded": f["images_degraded"],
+                                                                               "images_excluded_health": f["images_excluded_health"]})
                     entry[cls] = f["total_count"]
                     shares[(loc, start, name, version)] = f["degraded_share"]
             long = {(r["location_id"], as_datetime(r["window_start"]), r["traffic_class"], r["model_name"],
@@ -63,7 +64,7 @@ def test_views_equal_brute_force(repo, engine, db_url, materialize_day):
             for key, want in expected.items():
                 got = wide[key]
                 assert {c: got[c] for c in (*TRAFFIC_CLASSES, "images_received", "images_accepted",
-                                            "images_degraded")} == want, key
+                                            "images_degraded", "images_excluded_health")} == want, key
                 assert _close(got["degraded_share"], shares[key]), key
                 assert got["vehicles"] == sum(want[c] for c in VEHICLES)
                 assert got["time_slot"] == key[1].hour * 4 + key[1].minute // 15
