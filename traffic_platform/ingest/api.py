@@ -91,6 +91,8 @@ class Response:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    #: Called by the server once the answer is written (the local server wakes its worker there).
+    after_send: Callable[[], None] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def json(cls, status: int, payload: Any) -> Response:
@@ -129,9 +131,13 @@ class Api:
         counts: Any = None,  # a counts_api.CountsApi: its .paths are served by its .handle(req, path)
         dashboard: Callable[[], bytes] | None = None,  # renders the dashboard page (UTF-8 HTML)
         uploads: Any = None,  # an uploads.UploadsApi (S3 stores): POST /v1/uploads
+        after_image: Callable[[], None] | None = None,  # the answer to POST /v1/images is out
     ):
         self.counts = counts
         self.uploads = uploads
+        # Run after an image's answer is sent, not inside the request: the local worker, woken
+        # there, does not take the GIL and a core while the answer is encoded and written.
+        self.after_image = after_image
         self.dashboard = dashboard
         self.service = service
         self.lookup = lookup or CaptureLookup()
@@ -155,6 +161,8 @@ class Api:
             response = Response.json(500, {"error": {"code": "internal_error", "message": "Unexpected server error; it was logged."}})
             code = "internal_error"
         self.metrics.observe(route, response.status, code, (time.perf_counter() - started) * 1e3)
+        if route == "images" and req.method == "POST":
+            response.after_send = self.after_image
         return response
 
     def _route(self, req: Request) -> Response:

@@ -277,7 +277,12 @@ class AsgiAdapter:
             body=body,
         )
         response = await asyncio.get_running_loop().run_in_executor(self.pool, self.api.handle, request)
-        await self._send(send, response)
+        try:
+            await self._send(send, response)
+            await asyncio.sleep(0)  # uvloop queues writes until the loop turns: let them go out first
+        finally:
+            if response.after_send is not None:
+                response.after_send()
 
     async def _read_body(self, receive) -> bytes:
         loop = asyncio.get_running_loop()

@@ -80,7 +80,7 @@ class LocalPlatform:
     @cached_property
     def service(self) -> IngestService:
         """The ingest service of this process (built once, on first use)."""
-        return IngestService(self.settings, self.detector, _NotifyingSpool(self.spool, self.worker, self.bound),
+        return IngestService(self.settings, self.detector, _CountedSpool(self.spool, self.bound),
                              admission=self._admit)
 
     def _admit(self) -> None:
@@ -113,6 +113,8 @@ class LocalPlatform:
                 outcomes.append(IngestOutcome(file_name, tag, FAILED, problem=f"{type(exc).__name__}: {exc}"[:500]))
             else:
                 outcomes.append(IngestOutcome(file_name, tag, record.status, record.capture_id, record=record))
+            if self.worker.running:
+                self.worker.notify()  # after each item: its hand-off (if any) is in the spool
         if wait_s is None:
             return outcomes
         handed = [o.capture_id for o in outcomes if o.capture_id]
@@ -174,6 +176,7 @@ class LocalPlatform:
             counts=CountsApi(CountsReader(self.engine)),
             dashboard=self.dashboard_html,
             uploads=UploadsApi.for_store(self.store),
+            after_image=self.worker.notify,
         )
 
     def dashboard_html(self) -> bytes:
@@ -244,13 +247,14 @@ class IngestOutcome:
     problem: str | None = None
 
 
-class _NotifyingSpool:
-    """Submits to the spool, then wakes the worker so persistence starts at once."""
+class _CountedSpool:
+    """Submits to the spool and counts it for back-pressure. It does not wake the worker: the
+    caller does once it has answered (``Api(after_image=)``; :meth:`LocalPlatform.ingest_batch`),
+    so persistence never competes with the request it follows (issue 19)."""
 
-    def __init__(self, spool: Spool, worker: SpoolWorker, bound: SpoolBound):
-        self.spool, self.worker, self.bound = spool, worker, bound
+    def __init__(self, spool: Spool, bound: SpoolBound):
+        self.spool, self.bound = spool, bound
 
     def submit(self, job: CaptureJob) -> None:
         self.spool.submit(job)
         self.bound.submitted()
-        self.worker.notify()

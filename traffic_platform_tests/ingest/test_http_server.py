@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import socket
@@ -16,7 +17,7 @@ from PIL import Image
 from traffic_platform.config import Settings
 from traffic_platform.domain.errors import ServiceUnavailable
 from traffic_platform.ingest.api import Api, Request
-from traffic_platform.ingest.http_server import ApiServer
+from traffic_platform.ingest.http_server import ApiServer, AsgiAdapter
 from traffic_platform.ingest.local import LocalPlatform
 from traffic_platform.ingest.service import PixelBudget
 
@@ -124,6 +125,41 @@ def test_slowloris_holds_no_thread_and_is_cut_at_the_header_timeout(lp):
         assert http("GET", f"{server.url}/healthz")[0] == 200
 
 
+def test_the_worker_is_woken_once_the_answer_is_sent_not_during_the_request(lp):
+    """Issue 19: a worker woken inside the hand-off took the GIL and a core while the answer
+    was encoded and sent; now the server wakes it after the answer went to the transport."""
+    events: list[str] = []
+    real_notify = lp.worker.notify
+
+    def notify() -> None:
+        events.append("worker woken")
+        real_notify()
+
+    lp.worker.notify = notify  # before the Api is built: it takes the worker's notify
+    adapter = AsgiAdapter(lp.api(), max_body=lp.settings.max_upload_bytes, max_concurrency=4, body_timeout_s=5)
+    data = street_jpeg()
+    scope = {"type": "http", "method": "POST", "path": "/v1/images", "raw_path": b"/v1/images",
+             "query_string": f"filename={NAME}".encode(),
+             "headers": [(b"content-type", b"image/jpeg"), (b"content-length", str(len(data)).encode())]}
+    answer: dict = {}
+
+    async def receive() -> dict:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    async def send(message: dict) -> None:
+        events.append(message["type"])
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        else:
+            answer["body"] = message["body"]
+
+    asyncio.run(adapter(scope, receive, send))
+    adapter.pool.shutdown()
+    assert answer["status"] == 201, answer
+    assert events == ["http.response.start", "http.response.body", "worker woken"]
+    assert lp.worker.drain(timeout=10) and lp.repo.capture_exists(json.loads(answer["body"])["capture_id"])
+
+
 def test_idle_connection_is_closed_without_an_answer(lp):
     with ApiServer(lp.api(), header_timeout_s=0.5) as server, connect(server) as sock:
         sock.settimeout(5)
@@ -172,6 +208,7 @@ def test_chunked_upload_is_one_body_and_the_connection_stays_usable(lp):
     with ApiServer(lp.api(), max_body=lp.settings.max_upload_bytes) as server, connect(server) as sock:
         sock.sendall(f"POST {PATH} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: image/jpeg\r\n\r\n".encode() + chunked(data))
         status, _, body = read_response(sock)
+        open("/tmp/wake.log", "a").write(f"{time.time():.4f} read {status} {len(body)}\n")
         assert status == 201, body
         assert json.loads(body)["width"] == 640
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the chunks were not parsed as a request
