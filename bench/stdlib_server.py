@@ -52,6 +52,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
+        if response.after_send is not None:  # as the uvicorn adapter does: after the answer
+            self.wfile.flush()
+            response.after_send()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _serve
 
