@@ -264,8 +264,9 @@ def edge_sharpness(half: np.ndarray, top_share: float = 0.1) -> float:
     """Weakest-direction fine detail of the most contrasted blocks (module docstring).
 
     Only the chosen blocks (the top and, for the noise floor, the flattest ``top_share``) are
-    differenced: each is cut out with its 2-px margin, so the eight directions cost a fifth of
-    a whole-frame pass (issue 19), with the same float32 arithmetic per pixel."""
+    differenced: each is cut out with its 2-px margin, so the eight directions touch a fifth of
+    the pixels of a whole-frame pass (issue 19: 1.1 -> 0.6 ms), with the same float32 arithmetic
+    per pixel."""
     m = 2  # margin for the longest step
     if half.shape[0] < BLOCK + 2 * m or half.shape[1] < BLOCK + 2 * m:
         return 0.0

@@ -250,7 +250,7 @@ class IngestOutcome:
 class _CountedSpool:
     """Submits to the spool and counts it for back-pressure. It does not wake the worker: the
     caller does once it has answered (``Api(after_image=)``; :meth:`LocalPlatform.ingest_batch`),
-    so persistence never competes with the request it follows (issue 19)."""
+    so persistence does not compete with the answer being written (issue 19)."""
 
     def __init__(self, spool: Spool, bound: SpoolBound):
         self.spool, self.bound = spool, bound
