@@ -114,3 +114,29 @@ CREATE INDEX ix_captures_captured_at ON captures (captured_at, location_id, stat
 CREATE INDEX ix_detections_capture_model_class ON detections (capture_id, model_name, model_version, traffic_class);
 
 UPDATE alembic_version SET version_num='0003_aggregation_indexes' WHERE alembic_version.version_num = '0002_quality_flags';
+
+-- Running upgrade 0003_aggregation_indexes -> 0004_day_ranges
+
+ALTER TABLE detections ADD COLUMN captured_at DATETIME COMMENT 'the capture''s captured_at, copied: a day''s rows are one index range';
+
+UPDATE detections t JOIN captures c ON c.capture_id = t.capture_id SET t.captured_at = c.captured_at;
+
+ALTER TABLE detections CHANGE captured_at captured_at DATETIME NOT NULL COMMENT 'the capture''s captured_at, copied: a day''s rows are one index range';
+
+ALTER TABLE capture_counts ADD COLUMN captured_at DATETIME COMMENT 'the capture''s captured_at, copied: a day''s rows are one index range';
+
+UPDATE capture_counts t JOIN captures c ON c.capture_id = t.capture_id SET t.captured_at = c.captured_at;
+
+ALTER TABLE capture_counts CHANGE captured_at captured_at DATETIME NOT NULL COMMENT 'the capture''s captured_at, copied: a day''s rows are one index range';
+
+DROP INDEX ix_detections_capture_model_class ON detections;
+
+CREATE INDEX ix_detections_day ON detections (captured_at, capture_id, model_name, model_version, traffic_class, score, x1, y1, x2, y2);
+
+CREATE INDEX ix_capture_counts_day ON capture_counts (captured_at, capture_id, model_name, model_version, traffic_class, count);
+
+DROP INDEX ix_captures_captured_at ON captures;
+
+CREATE INDEX ix_captures_captured_at ON captures (captured_at, location_id, status, captured_at_utc, quality_flags, width, height, model_name, model_version);
+
+UPDATE alembic_version SET version_num='0004_day_ranges' WHERE alembic_version.version_num = '0003_aggregation_indexes';

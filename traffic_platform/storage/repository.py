@@ -100,7 +100,7 @@ class Repository:
                 _insert_detections(
                     conn,
                     [
-                        (r.capture_id, r.model_name, r.model_version, r.detections)
+                        (r.capture_id, r.metadata.captured_at, r.model_name, r.model_version, r.detections)
                         for r in records
                         if r.model_name is not None
                     ],
@@ -131,7 +131,8 @@ class Repository:
                     try:
                         _insert_detections(
                             conn,
-                            [(record.capture_id, record.model_name, record.model_version, record.detections)],
+                            [(record.capture_id, record.metadata.captured_at, record.model_name,
+                              record.model_version, record.detections)],
                         )
                     except IntegrityError:
                         savepoint.rollback()  # a concurrent save of the same record won
@@ -147,7 +148,8 @@ class Repository:
 
         def run() -> None:
             with self._writer.begin() as conn:
-                if not _capture_exists(conn, capture_id):
+                captured_at = conn.scalar(select(captures.c.captured_at).where(captures.c.capture_id == capture_id))
+                if captured_at is None:
                     raise NotFound(f"no capture {capture_id!r}", details={"capture_id": capture_id})
                 for table in (detections_table, capture_counts):
                     conn.execute(
@@ -155,7 +157,7 @@ class Repository:
                             _model_filter(table, capture_id, model_name, model_version)
                         )
                     )
-                _insert_detections(conn, [(capture_id, model_name, model_version, detections)])
+                _insert_detections(conn, [(capture_id, captured_at, model_name, model_version, detections)])
 
         _retry(run)
 
@@ -230,7 +232,7 @@ class Repository:
                         cls: int(n) for cls, n in count_rows
                     }
                 det_rows = conn.execute(
-                    select(detections_table)
+                    select(*(detections_table.c[name] for name in _DETECTION_FIELDS))
                     .where(_model_filter(detections_table, capture_id, name, version))
                     .order_by(detections_table.c.seq)
                 ).mappings()
@@ -396,15 +398,17 @@ def _insert_ignoring_duplicate(conn: Connection, table: Any, rows: list[dict[str
 
 
 def _insert_detections(
-    conn: Connection, runs: Iterable[tuple[str, str, str | None, Iterable[Detection]]]
+    conn: Connection, runs: Iterable[tuple[str, datetime, str, str | None, Iterable[Detection]]]
 ) -> None:
-    """Bulk-insert detections and zero-filled counts of ``(capture_id, model_name,
-    model_version, detections)`` runs: one multi-row INSERT per table for all of them."""
+    """Bulk-insert detections and zero-filled counts of ``(capture_id, captured_at, model_name,
+    model_version, detections)`` runs (``captured_at``: the capture's, copied onto each row):
+    one multi-row INSERT per table for all of them."""
     detection_rows: list[dict[str, Any]] = []
     count_rows: list[dict[str, Any]] = []
-    for capture_id, model_name, model_version, found in runs:
+    for capture_id, captured_at, model_name, model_version, found in runs:
         found = list(found)
-        key = {"capture_id": capture_id, "model_name": model_name, "model_version": model_version}
+        key = {"capture_id": capture_id, "captured_at": captured_at, "model_name": model_name,
+               "model_version": model_version}
         detection_rows += [
             key
             | {
@@ -426,6 +430,9 @@ def _insert_detections(
         conn.execute(insert(detections_table), detection_rows)
     if count_rows:
         conn.execute(insert(capture_counts), count_rows)
+
+
+_DETECTION_FIELDS = ("traffic_class", "label", "score", "x1", "y1", "x2", "y2")
 
 
 def _detection_from_row(row: Any) -> Detection:

@@ -12,6 +12,9 @@ Design notes:
   unique constraint on them.
 * Detections and counts carry ``model_name``/``model_version`` so a re-detection with
   another model version is kept apart from the original.
+* Detections and counts also carry their capture's ``captured_at`` (copied at insert), so a
+  partition's rows are one range of a covering index, whatever the history kept: the
+  partition checks never scan a whole table (issue 19).
 * Unique keys stay far below InnoDB's 3072-byte limit (utf8mb4 = 4 bytes/char):
   locations 400 chars = 1600 B, detections (32+200+64) chars + INT = 1188 B.
 """
@@ -53,6 +56,12 @@ QUALITY_METRICS: tuple[str, ...] = (
     "uniform_share",
 )
 TIMINGS: tuple[str, ...] = ("decode_ms", "quality_ms", "detect_ms", "total_ms")
+# A day's detections and counts are one index range each (the partition checks read nothing
+# else of them): ``captured_at`` is their capture's, copied at insert.
+DAY_COPY = "the capture's captured_at, copied: a day's rows are one index range"
+DETECTIONS_DAY = ("captured_at", "capture_id", "model_name", "model_version", "traffic_class",
+                  "score", "x1", "y1", "x2", "y2")
+COUNTS_DAY = ("captured_at", "capture_id", "model_name", "model_version", "traffic_class", "count")
 
 MYSQL_TABLE_OPTIONS = {
     "mysql_engine": "InnoDB",
@@ -152,8 +161,9 @@ captures = Table(
     ForeignKeyConstraint(["location_id"], ["locations.id"], name="fk_captures_location"),
     CheckConstraint(_in("status", CAPTURE_STATUSES), name="ck_captures_status"),
     Index("ix_captures_location_captured_at", "location_id", "captured_at"),
-    # covering for the day's aggregation: the rest of a capture's row is never read there
-    Index("ix_captures_captured_at", "captured_at", "location_id", "status", "captured_at_utc", "quality_flags"),
+    # covering for the day's aggregation and checks: the rest of a capture's row is never read there
+    Index("ix_captures_captured_at", "captured_at", "location_id", "status", "captured_at_utc", "quality_flags",
+          "width", "height", "model_name", "model_version"),
     Index("ix_captures_content_sha256", "content_sha256"),
     Index("ix_captures_status", "status"),
     Index("ix_captures_ingested_at", "ingested_at"),
@@ -178,6 +188,7 @@ detections = Table(
     Column("y1", real(), nullable=False),
     Column("x2", real(), nullable=False),
     Column("y2", real(), nullable=False),
+    Column("captured_at", plain_datetime(), nullable=False, comment=DAY_COPY),
     ForeignKeyConstraint(
         ["capture_id"], ["captures.capture_id"], name="fk_detections_capture", ondelete="CASCADE"
     ),
@@ -186,8 +197,8 @@ detections = Table(
     ),
     CheckConstraint(_in("traffic_class", TRAFFIC_CLASSES), name="ck_detections_traffic_class"),
     Index("ix_detections_traffic_class", "traffic_class"),
-    # covering for counting a count row's detections
-    Index("ix_detections_capture_model_class", "capture_id", "model_name", "model_version", "traffic_class"),
+    # a day's detections, with all that the checks read: one range of one index
+    Index("ix_detections_day", *DETECTIONS_DAY),
     **MYSQL_TABLE_OPTIONS,
 )
 
@@ -199,6 +210,7 @@ capture_counts = Table(
     Column("model_version", exact_text(64), nullable=False),
     Column("traffic_class", String(16), nullable=False),
     Column("count", Integer, nullable=False),
+    Column("captured_at", plain_datetime(), nullable=False, comment=DAY_COPY),
     PrimaryKeyConstraint(
         "capture_id", "model_name", "model_version", "traffic_class", name="pk_capture_counts"
     ),
@@ -210,6 +222,7 @@ capture_counts = Table(
     ),
     CheckConstraint(_in("traffic_class", TRAFFIC_CLASSES), name="ck_capture_counts_traffic_class"),
     CheckConstraint("count >= 0", name="ck_capture_counts_count"),
+    Index("ix_capture_counts_day", *COUNTS_DAY),
     **MYSQL_TABLE_OPTIONS,
 )
 

@@ -40,6 +40,11 @@ ONE_COUNTED_CAPTURE = (
     "(SELECT capture_id FROM (SELECT c.capture_id FROM captures c WHERE c.status = 'accepted'"
     " AND c.captured_at >= '2022-10-12' AND c.captured_at < '2022-10-13' ORDER BY c.capture_id LIMIT 1) x)"
 )
+# One of the day's zero counts (``column``: capture_id or traffic_class of the same row).
+ONE_ZERO_COUNT = (
+    "(SELECT {column} FROM (SELECT k.capture_id, k.traffic_class FROM capture_counts k WHERE k.count = 0"
+    " AND k.captured_at >= '2022-10-12' AND k.captured_at < '2022-10-13' ORDER BY k.capture_id, k.traffic_class LIMIT 1) x)"
+)
 
 CORRUPTIONS = {
     "score_above_one": ("detection_scores_in_range", f"UPDATE detections SET score = 1.5 WHERE id = {ONE_DETECTION}"),
@@ -52,11 +57,30 @@ CORRUPTIONS = {
     "count_row_missing": ("counts_reconcile_with_detections",
                           f"DELETE FROM capture_counts WHERE traffic_class = 'bus' AND capture_id = {ONE_COUNTED_CAPTURE}"),
     "orphan_detection": ("no_orphans",
-                         "INSERT INTO detections (capture_id, model_name, model_version, seq, traffic_class, label, score, x1, y1, x2, y2)"
-                         " VALUES ('ffffffffffffffffffffffffffffffff', 'm', 'v', 0, 'car', 'car', 0.9, 1, 1, 5, 5)"),
+                         "INSERT INTO detections (capture_id, model_name, model_version, seq, traffic_class, label, score,"
+                         " x1, y1, x2, y2, captured_at)"
+                         " VALUES ('ffffffffffffffffffffffffffffffff', 'm', 'v', 0, 'car', 'car', 0.9, 1, 1, 5, 5, '2022-10-12 10:00:00')"),
     "orphan_count": ("no_orphans",
-                     "INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count)"
-                     " VALUES ('eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'm', 'v', 'car', 0)"),
+                     "INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count, captured_at)"
+                     " VALUES ('eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee', 'm', 'v', 'car', 0, '2022-10-12 10:00:00')"),
+    # the copy of the capture's time on a row disagrees with its capture: within the day, or moved to the next
+    "detection_time_not_its_capture_s": ("no_orphans",
+                                         f"UPDATE detections SET captured_at = '2022-10-12 23:59:59' WHERE id = {ONE_DETECTION}"),
+    "count_time_not_its_capture_s": ("no_orphans",
+                                     f"UPDATE capture_counts SET captured_at = '2022-10-12 23:59:59' WHERE traffic_class = 'car'"
+                                     f" AND capture_id = {ONE_COUNTED_CAPTURE}"),
+    "detection_moved_to_the_next_day": ("counts_reconcile_with_detections",
+                                        f"UPDATE detections SET captured_at = '2022-10-13 08:00:00' WHERE id = {ONE_DETECTION}"),
+    "count_row_moved_to_the_next_day": ("counts_reconcile_with_detections",
+                                        f"UPDATE capture_counts SET captured_at = '2022-10-13 08:00:00' WHERE traffic_class = 'car'"
+                                        f" AND capture_id = {ONE_COUNTED_CAPTURE}"),
+    # a count on a class that has no detections, a detection moved to another class
+    "count_for_a_class_without_detections": ("counts_reconcile_with_detections",
+                                             f"UPDATE capture_counts SET count = 2 WHERE capture_id = {ONE_ZERO_COUNT.format(column='capture_id')}"
+                                             f" AND traffic_class = {ONE_ZERO_COUNT.format(column='traffic_class')}"),
+    "detection_moved_to_another_class": ("counts_reconcile_with_detections",
+                                         f"UPDATE detections SET traffic_class = CASE WHEN traffic_class = 'bus' THEN 'truck' ELSE 'bus' END"
+                                         f" WHERE id = {ONE_DETECTION}"),
     "capture_without_location": ("no_orphans", f"UPDATE captures SET location_id = 9999 WHERE capture_id = {ONE_COUNTED_CAPTURE}"),
 }
 BLOCKING = {"detection_scores_in_range", "detection_boxes_valid", "traffic_classes_allowed",

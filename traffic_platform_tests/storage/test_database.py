@@ -26,7 +26,7 @@ def test_upgrade_creates_every_table_and_column(engine):
     for table in tables.metadata.sorted_tables:
         columns = {c["name"] for c in inspector.get_columns(table.name)}
         assert columns == set(table.c.keys()), table.name
-    assert current_revision(engine) == head_revision() == "0003_aggregation_indexes"
+    assert current_revision(engine) == head_revision() == "0004_day_ranges"
     indexes = {ix["name"] for ix in inspector.get_indexes("captures")}
     assert {
         "ix_captures_location_captured_at",
@@ -34,10 +34,16 @@ def test_upgrade_creates_every_table_and_column(engine):
         "ix_captures_content_sha256",
         "ix_captures_status",
     } <= indexes
-    # the covering indexes of the daily aggregation (0003)
-    found = {ix["name"]: ix["column_names"] for table in ("captures", "detections") for ix in inspector.get_indexes(table)}
-    assert found["ix_captures_captured_at"] == ["captured_at", "location_id", "status", "captured_at_utc", "quality_flags"]
-    assert found["ix_detections_capture_model_class"] == ["capture_id", "model_name", "model_version", "traffic_class"]
+    # the covering indexes of the daily aggregation and its checks (0003, 0004): a day is one range of each
+    found = {ix["name"]: ix["column_names"] for table in ("captures", "detections", "capture_counts")
+             for ix in inspector.get_indexes(table)}
+    assert found["ix_captures_captured_at"] == ["captured_at", "location_id", "status", "captured_at_utc", "quality_flags",
+                                                "width", "height", "model_name", "model_version"]
+    assert found["ix_detections_day"] == ["captured_at", "capture_id", "model_name", "model_version", "traffic_class",
+                                          "score", "x1", "y1", "x2", "y2"]
+    assert found["ix_capture_counts_day"] == ["captured_at", "capture_id", "model_name", "model_version",
+                                              "traffic_class", "count"]
+    assert "ix_detections_capture_model_class" not in found
 
 
 def test_upgrade_twice_is_a_no_op(engine):
@@ -129,7 +135,8 @@ def test_sqlite_enforces_foreign_keys(engine):
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(
             tables.capture_counts.insert().values(
-                capture_id="0" * 32, model_name="m", model_version="v", traffic_class="car", count=1
+                capture_id="0" * 32, model_name="m", model_version="v", traffic_class="car", count=1,
+                captured_at=datetime(2022, 10, 12),
             )
         )
 
@@ -160,7 +167,7 @@ def _downgrade(engine, revision: str) -> None:
 
 def test_quality_flags_migration_keeps_existing_rows(db_url, make_record):
     """0001 -> 0002 on a database with a capture: it reads as no flags, new ones keep theirs;
-    the downgrade drops only the column (the detections and counts survive)."""
+    the downgrade (from the head) drops only the columns (the detections and counts survive)."""
     from traffic_platform.domain.classes import TrafficClass
     from traffic_platform.domain.detections import Detection
     from traffic_platform.storage.repository import Repository
@@ -190,6 +197,7 @@ def test_quality_flags_migration_keeps_existing_rows(db_url, make_record):
         repo = Repository(engine)
         before = repo.get_capture(old.capture_id)
         assert before["quality_flags"] == [] and before["quality"] == {"verdict": "clear", "flags": []}
+        upgrade(engine)  # today's code writes today's schema
         foggy = make_record("tiensevest_Leuven_Belgium_12-10-2022_11-00-00.jpg", quality_flags=["fog", "glare"])
         repo.save_capture(foggy)
         assert repo.get_capture(foggy.capture_id)["quality"] == {"verdict": "degraded", "flags": ["fog", "glare"]}
@@ -206,5 +214,56 @@ def test_quality_flags_migration_keeps_existing_rows(db_url, make_record):
                                 {"id": old.capture_id}).scalar_one() == 1
         upgrade(engine)  # and up again
         assert repo.get_capture(foggy.capture_id)["quality_flags"] == []
+    finally:
+        engine.dispose()
+
+
+def test_day_ranges_migration_copies_each_capture_s_day_onto_its_rows(db_url, make_record):
+    """0003 -> 0004 on a database with detections and counts: each row gets its own capture's
+    ``captured_at``, the day index finds exactly them, and the downgrade drops the copies."""
+    from traffic_platform.domain.classes import TrafficClass
+    from traffic_platform.domain.detections import Detection
+
+    engine = make_engine(db_url)
+    try:
+        upgrade(engine, "0003_aggregation_indexes")
+        records = [make_record(f"tiensevest_Leuven_Belgium_{day}-10-2022_10-51-38.jpg",
+                               detections=[Detection(TrafficClass.CAR, "car", 0.9, (1.0, 2.0, 3.0, 4.0))])
+                   for day in ("11", "12")]
+        with engine.begin() as conn:  # rows as the 0003 code wrote them (no captured_at on detections/counts)
+            conn.execute(text(
+                "INSERT INTO locations (address, address_display, city, country, timezone, created_at)"
+                " VALUES ('tiensevest', 'tiensevest', 'Leuven', 'Belgium', 'Europe/Brussels', :t)"), {"t": datetime(2022, 10, 1)})
+            for r in records:
+                conn.execute(text(
+                    "INSERT INTO captures (capture_id, location_id, captured_at, captured_at_utc, file_name, content_sha256,"
+                    " status, quality_reasons, model_name, model_version, ingested_at, stored_at)"
+                    " VALUES (:id, 1, :local, :utc, :name, :sha, 'accepted', '[]', 'test-model', 'v1', :t, :t)"),
+                    {"id": r.capture_id, "local": r.metadata.captured_at, "utc": r.captured_at_utc,
+                     "name": r.file_name, "sha": r.content_sha256, "t": datetime(2022, 10, 12, 9)})
+                conn.execute(text(
+                    "INSERT INTO detections (capture_id, model_name, model_version, seq, traffic_class, label, score, x1, y1, x2, y2)"
+                    " VALUES (:id, 'test-model', 'v1', 0, 'car', 'car', 0.9, 1, 2, 3, 4)"), {"id": r.capture_id})
+                conn.execute(text(
+                    "INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count)"
+                    " VALUES (:id, 'test-model', 'v1', 'car', 1)"), {"id": r.capture_id})
+
+        upgrade(engine)
+        with engine.connect() as conn:
+            for table in ("detections", "capture_counts"):
+                copied = conn.execute(text(
+                    f"SELECT t.capture_id, t.captured_at, c.captured_at FROM {table} t JOIN captures c ON c.capture_id = t.capture_id"
+                )).all()
+                assert len(copied) == 2 and all(str(mine) == str(theirs) for _, mine, theirs in copied), table
+                day = conn.execute(text(f"SELECT capture_id FROM {table} WHERE captured_at >= :a AND captured_at < :b"),
+                                   {"a": datetime(2022, 10, 12), "b": datetime(2022, 10, 13)}).scalars().all()
+                assert day == [records[1].capture_id], table
+
+        _downgrade(engine, "0003_aggregation_indexes")
+        for table in ("detections", "capture_counts"):
+            assert "captured_at" not in {c["name"] for c in inspect(engine).get_columns(table)}
+        assert "ix_detections_capture_model_class" in {ix["name"] for ix in inspect(engine).get_indexes("detections")}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT COUNT(*) FROM detections")).scalar_one() == 2
     finally:
         engine.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 from ..assets.camera_health import CAMERA_HEALTH, CAPTURE_FEATURES
 from ..health.rules import STATES
 from ..resources import DatabaseResource
-from .ingest_quality import partition_params
+from .day_rows import partition_params
 from .partitioned import partition_check
 
 _BACKWARDS = text("SELECT location_id, state, started_at, ended_at FROM camera_health WHERE ended_at < started_at")

@@ -19,7 +19,8 @@ from ..dagster_previews import accepted_previews
 from ..partitions import partition_day
 from ..resources import DatabaseResource, IngestResource
 from ..settings import OrchestrationSettings
-from .ingest_quality import SAMPLE, partition_params
+from .day_rows import partition_params
+from .ingest_quality import SAMPLE
 from .stats import score_today
 
 DISTORTED_RATE_FLOOR = 0.02  # two percentage points: below this a rate change is noise

@@ -1,37 +1,30 @@
 """Blocking checks on a partition's ingest data, run on ``capture_summary_daily``.
 
 If any fails (severity ERROR), the ``traffic_counts_*`` tables of that run are not
-materialised: wrong detections are never published as counts. They run as one step that
-scans the day's detections once and its counts once (:func:`check_ingest_quality`); each
-reads only the partition's captures (local day of ``captured_at``) and their
-detections/counts, except the orphan check, which must scan whole tables (an orphan has no
-capture date).
+materialised: wrong detections are never published as counts. They run as one step
+(:func:`check_ingest_quality`) that reads the day's rows only: its captures once into a
+temporary table (:mod:`.day_rows`), its detections once and its counts once, each a range of
+its day index. Nothing scans a whole table, so the step costs the same whatever the
+history kept; an orphan is a row of the day without its capture of the day.
 """
 
 
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import DateTime, Float, bindparam, text
+from sqlalchemy import Float, bindparam, text
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
 from ..assets.ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
 from ..dagster_previews import accepted_previews
-from ..partitions import partition_bounds
 from ..resources import DatabaseResource
+from .day_rows import DAY_CAPTURES, day_captures, partition_params
 
 SAMPLE = 5  # offending rows shown in the check's metadata
 # Boxes are clipped to the image; float32 storage (MySQL FLOAT) may move an edge by < 0.001 px.
 BOX_TOLERANCE_PX = 0.01
-
-_IN_PARTITION = "c.captured_at >= :start AND c.captured_at < :end"
-
-
-def partition_params(partition_key: str) -> list:
-    start, end = partition_bounds(partition_key)
-    return [bindparam("start", start, type_=DateTime), bindparam("end", end, type_=DateTime)]
 
 
 def _classes_param() -> Any:
@@ -57,50 +50,60 @@ def _result(passed: bool, metadata: dict[str, Any]) -> dg.AssetCheckResult:
     )
 
 
-# -- detection rows: scores, boxes, classes (one scan of the day's detections) -------------
+# A row of the day (``t``: detections d or counts k) whose capture is not a capture of the day
+# at the same time: an orphan, or a copy of captured_at that disagrees with its capture.
+def _misplaced(t: str) -> str:
+    return f"(c.capture_id IS NULL OR c.captured_at <> {t}.captured_at)"
+
+
+# -- detection rows: scores, boxes, classes (one range of ix_detections_day) ----------------
 
 _SCORE_BAD = "(d.score IS NULL OR d.score < 0 OR d.score > 1)"
 _BOX_BAD = (
-    "(c.width IS NULL OR c.height IS NULL OR d.x1 < -:tol OR d.y1 < -:tol"
-    " OR d.x2 > c.width + :tol OR d.y2 > c.height + :tol OR d.x2 <= d.x1 OR d.y2 <= d.y1)"
+    "(c.capture_id IS NOT NULL AND (c.width IS NULL OR c.height IS NULL OR d.x1 < -:tol OR d.y1 < -:tol"
+    " OR d.x2 > c.width + :tol OR d.y2 > c.height + :tol OR d.x2 <= d.x1 OR d.y2 <= d.y1))"
 )
 _CLASS_BAD = "(d.traffic_class NOT IN :classes)"
-_DAY_DETECTIONS = f"FROM detections d JOIN captures c ON c.capture_id = d.capture_id WHERE {_IN_PARTITION}"
+_DAY_DETECTIONS = (f"FROM detections d LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = d.capture_id"
+                   " WHERE d.captured_at >= :start AND d.captured_at < :end")
 _ROW_FIGURES = (
     f"SELECT COUNT(*), SUM(CASE WHEN {_SCORE_BAD} THEN 1 ELSE 0 END), SUM(CASE WHEN {_BOX_BAD} THEN 1 ELSE 0 END),"
-    f" SUM(CASE WHEN {_CLASS_BAD} THEN 1 ELSE 0 END) {_DAY_DETECTIONS}"
+    f" SUM(CASE WHEN {_CLASS_BAD} THEN 1 ELSE 0 END), SUM(CASE WHEN {_misplaced('d')} THEN 1 ELSE 0 END) {_DAY_DETECTIONS}"
 )
 
-# -- count rows: against their detections, complete, of the right classes (one scan of the day's counts) --
+# -- count rows: against their detections, complete, of the right classes (one range of ix_capture_counts_day) --
 
-# 1 when a count row disagrees with the number of its class's detections (an index-only count:
-# ix_detections_capture_model_class).
+# 1 when a count row disagrees with the number of its class's detections: an index-only count
+# in ix_detections_day, next to the previous row's (the counts are read in the same order).
 _COUNT_WRONG = """CASE WHEN k.count <> (
     SELECT COUNT(*) FROM detections d
-    WHERE d.capture_id = k.capture_id AND d.model_name = k.model_name AND d.model_version = k.model_version
-      AND d.traffic_class = k.traffic_class
+    WHERE d.captured_at = k.captured_at AND d.capture_id = k.capture_id AND d.model_name = k.model_name
+      AND d.model_version = k.model_version AND d.traffic_class = k.traffic_class
 ) THEN 1 ELSE 0 END"""
-_DAY_COUNTS = f"FROM capture_counts k JOIN captures c ON c.capture_id = k.capture_id WHERE {_IN_PARTITION}"
+_DAY_COUNTS = (f"FROM capture_counts k LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = k.capture_id"
+               " WHERE k.captured_at >= :start AND k.captured_at < :end")
 # Per (capture, model): its rows that disagree with the detections, how many of the six classes
-# have a row, rows of another class, the counts' sum, and whether it is the capture's own
-# ingest model (an accepted capture has at most one such pair).
+# have a row, rows of another class, the counts' sum, whether it is the capture's own
+# ingest model (an accepted capture has at most one such pair), and whether its capture is missing.
 _COUNT_FIGURES = f"""
 SELECT COUNT(*), SUM(x.wrong), SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.n_other),
-       SUM(x.total), SUM(x.ingest) FROM (
+       SUM(x.total), SUM(x.ingest), SUM(x.misplaced) FROM (
     SELECT k.capture_id, SUM({_COUNT_WRONG}) AS wrong, SUM(k.count) AS total,
            SUM(CASE WHEN k.traffic_class IN :classes THEN 1 ELSE 0 END) AS n_allowed,
            SUM(CASE WHEN k.traffic_class IN :classes THEN 0 ELSE 1 END) AS n_other,
            MAX(CASE WHEN c.status = 'accepted' AND k.model_name = c.model_name
-                     AND k.model_version = c.model_version THEN 1 ELSE 0 END) AS ingest
+                     AND k.model_version = c.model_version THEN 1 ELSE 0 END) AS ingest,
+           SUM(CASE WHEN {_misplaced('k')} THEN 1 ELSE 0 END) AS misplaced
     {_DAY_COUNTS}
-    GROUP BY k.capture_id, k.model_name, k.model_version
+    GROUP BY k.captured_at, k.capture_id, k.model_name, k.model_version
 ) x
 """
-_ACCEPTED = f"SELECT COUNT(*) FROM captures c WHERE {_IN_PARTITION} AND c.status = 'accepted'"
+_ACCEPTED = f"SELECT COUNT(*) FROM {DAY_CAPTURES} c WHERE c.status = 'accepted'"
+_WITHOUT_LOCATION = f"SELECT COUNT(*) FROM {DAY_CAPTURES} c LEFT JOIN locations l ON l.id = c.location_id WHERE l.id IS NULL"
 
 
 def check_ingest_quality(conn: Connection, partition_key: str) -> dict[str, dg.AssetCheckResult]:
-    """The blocking checks on the day's detections and counts, from one scan of each (samples only on failure).
+    """The blocking checks on the day's detections and counts, from one range of each (samples only on failure).
 
     * ``detection_scores_in_range``, ``detection_boxes_valid``, ``traffic_classes_allowed``: scores in
       [0, 1], boxes inside the image and non-degenerate, classes among the six (detections and counts).
@@ -108,47 +111,55 @@ def check_ingest_quality(conn: Connection, partition_key: str) -> dict[str, dg.A
       no row disagrees, the day's detections equal the sum of its counts exactly when no detection
       lacks a count row (so that side needs two totals, not a second row-by-row join). All six classes
       per (capture, model), and every accepted capture has its ingest model's counts.
-    * ``no_orphans``: :func:`check_orphans` (whole tables).
+    * ``no_orphans``: no detection or count row of the day without its capture (at the same
+      ``captured_at``), no capture of the day without its location.
     """
     params = partition_params(partition_key)
     classes = _classes_param()
     tol = bindparam("tol", BOX_TOLERANCE_PX, type_=Float)
-    checked, bad_scores, bad_boxes, bad_classes = (
-        int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params, tol, classes)).one())
-    pairs, mismatched, incomplete, bad_count_rows, counted, ingest_pairs = (
-        int(v or 0) for v in conn.execute(
-            text(_COUNT_FIGURES).bindparams(*params, classes, bindparam("n_classes", len(TRAFFIC_CLASSES)))).one())
-    accepted = _scalar(conn, _ACCEPTED, params)
-    reconcile = {
-        "capture_model_pairs": pairs,
-        "count_rows_not_matching_detections": mismatched,
-        "detections": checked,
-        "sum_of_counts": counted,
-        "capture_models_without_all_six_classes": incomplete,
-        "accepted_captures_without_ingest_counts": accepted - ingest_pairs,
-        "sample": _rows(conn, f"SELECT k.capture_id, k.model_version, k.traffic_class, k.count AS stored {_DAY_COUNTS}"
-                        f" AND {_COUNT_WRONG} = 1 ORDER BY k.capture_id, k.traffic_class LIMIT :sample", params)
-        if mismatched else [],
-    }
-    return {
-        "detection_scores_in_range": _result(bad_scores == 0, {
-            "detections_checked": checked, "scores_outside_0_1": bad_scores,
-            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.model_version, d.score {_DAY_DETECTIONS} AND {_SCORE_BAD} ORDER BY d.id LIMIT :sample", params) if bad_scores else [],
-        }),
-        "detection_boxes_valid": _result(bad_boxes == 0, {
-            "detections_checked": checked, "bad_boxes": bad_boxes, "tolerance_px": BOX_TOLERANCE_PX,
-            "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.x1, d.y1, d.x2, d.y2, c.width, c.height {_DAY_DETECTIONS} AND {_BOX_BAD} ORDER BY d.id LIMIT :sample", [*params, tol]) if bad_boxes else [],
-        }),
-        "traffic_classes_allowed": _result(bad_classes == 0 and bad_count_rows == 0, {
-            "allowed": list(TRAFFIC_CLASSES), "detections_checked": checked,
-            "detections_with_other_class": bad_classes, "count_rows_with_other_class": bad_count_rows,
-            "other_classes": _rows(conn, f"SELECT d.traffic_class, COUNT(*) AS n {_DAY_DETECTIONS} AND {_CLASS_BAD} GROUP BY d.traffic_class ORDER BY d.traffic_class LIMIT :sample", [*params, classes]) if bad_classes else [],
-        }),
-        "counts_reconcile_with_detections": _result(
-            mismatched == 0 and checked == counted and incomplete == 0 and reconcile["accepted_captures_without_ingest_counts"] == 0,
-            reconcile),
-        "no_orphans": check_orphans(conn),
-    }
+    with day_captures(conn, partition_key):
+        checked, bad_scores, bad_boxes, bad_classes, misplaced_detections = (
+            int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params, tol, classes)).one())
+        pairs, mismatched, incomplete, bad_count_rows, counted, ingest_pairs, misplaced_counts = (
+            int(v or 0) for v in conn.execute(
+                text(_COUNT_FIGURES).bindparams(*params, classes, bindparam("n_classes", len(TRAFFIC_CLASSES)))).one())
+        accepted = _scalar(conn, _ACCEPTED, [])
+        orphans = {
+            "detections_without_capture": misplaced_detections,
+            "counts_without_capture": misplaced_counts,
+            "captures_without_location": _scalar(conn, _WITHOUT_LOCATION, []),
+        }
+        reconcile = {
+            "capture_model_pairs": pairs,
+            "count_rows_not_matching_detections": mismatched,
+            "detections": checked,
+            "sum_of_counts": counted,
+            "capture_models_without_all_six_classes": incomplete,
+            "accepted_captures_without_ingest_counts": accepted - ingest_pairs,
+            "sample": _rows(conn, f"SELECT k.capture_id, k.model_version, k.traffic_class, k.count AS stored {_DAY_COUNTS}"
+                            f" AND {_COUNT_WRONG} = 1 ORDER BY k.capture_id, k.traffic_class LIMIT :sample", params)
+            if mismatched else [],
+        }
+        results = {
+            "detection_scores_in_range": _result(bad_scores == 0, {
+                "detections_checked": checked, "scores_outside_0_1": bad_scores,
+                "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.model_version, d.score {_DAY_DETECTIONS} AND {_SCORE_BAD} ORDER BY d.id LIMIT :sample", params) if bad_scores else [],
+            }),
+            "detection_boxes_valid": _result(bad_boxes == 0, {
+                "detections_checked": checked, "bad_boxes": bad_boxes, "tolerance_px": BOX_TOLERANCE_PX,
+                "sample": _rows(conn, f"SELECT d.id, d.capture_id, d.x1, d.y1, d.x2, d.y2, c.width, c.height {_DAY_DETECTIONS} AND {_BOX_BAD} ORDER BY d.id LIMIT :sample", [*params, tol]) if bad_boxes else [],
+            }),
+            "traffic_classes_allowed": _result(bad_classes == 0 and bad_count_rows == 0, {
+                "allowed": list(TRAFFIC_CLASSES), "detections_checked": checked,
+                "detections_with_other_class": bad_classes, "count_rows_with_other_class": bad_count_rows,
+                "other_classes": _rows(conn, f"SELECT d.traffic_class, COUNT(*) AS n {_DAY_DETECTIONS} AND {_CLASS_BAD} GROUP BY d.traffic_class ORDER BY d.traffic_class LIMIT :sample", [*params, classes]) if bad_classes else [],
+            }),
+            "counts_reconcile_with_detections": _result(
+                mismatched == 0 and checked == counted and incomplete == 0 and reconcile["accepted_captures_without_ingest_counts"] == 0,
+                reconcile),
+            "no_orphans": _result(all(v == 0 for v in orphans.values()), orphans),
+        }
+    return results
 
 
 _CHECKS = {
@@ -161,23 +172,10 @@ _CHECKS = {
         "For every capture of the day and model version, each class count equals the number of its "
         "detections, all six classes are present, and every accepted capture has its ingest model's counts.",
         [DETECTIONS, CAPTURE_COUNTS, CAPTURES]),
-    "no_orphans": ("No detection or count row without its capture, no capture without its location (whole tables).",
+    "no_orphans": ("No detection or count row of the day without its capture (at the same captured_at), no capture "
+                   "of the day without its location.",
                    [DETECTIONS, CAPTURE_COUNTS, CAPTURES, LOCATIONS]),
 }
-
-
-# -- orphans --------------------------------------------------------------------------
-
-_ORPHANS = {
-    "detections_without_capture": "SELECT COUNT(*) FROM detections d LEFT JOIN captures c ON c.capture_id = d.capture_id WHERE c.capture_id IS NULL",
-    "counts_without_capture": "SELECT COUNT(*) FROM capture_counts k LEFT JOIN captures c ON c.capture_id = k.capture_id WHERE c.capture_id IS NULL",
-    "captures_without_location": "SELECT COUNT(*) FROM captures c LEFT JOIN locations l ON l.id = c.location_id WHERE l.id IS NULL",
-}
-
-
-def check_orphans(conn: Connection) -> dg.AssetCheckResult:
-    figures = {name: _scalar(conn, sql, []) for name, sql in _ORPHANS.items()}
-    return _result(all(v == 0 for v in figures.values()), figures)
 
 
 def ingest_quality_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetChecksDefinition]:
@@ -191,7 +189,7 @@ def ingest_quality_checks(partitions: dg.PartitionsDefinition) -> list[dg.AssetC
                 for name, (description, deps) in _CHECKS.items()
             ],
             description="Scores, boxes and classes of the day's detections, its counts against them, orphans; "
-            "one scan of the day's detections and one of its counts.",
+            "one range of the day's detections and one of its counts.",
         )
         def ingest_quality(context: dg.AssetCheckExecutionContext, database: DatabaseResource):
             with database.get_engine().connect() as conn:

@@ -21,7 +21,7 @@ from ..partitions import partition_bounds, partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
 from ..windows import WINDOWS, ReportingWindow
-from .ingest_quality import partition_params
+from .day_rows import partition_params
 from .stats import score_today
 
 # -- reconcile ------------------------------------------------------------------------
@@ -42,7 +42,8 @@ _TABLE_GROUPS_NOT_SIX = (
 # The ingest side, from capture_counts (which the blocking check upstream proved equal to
 # the detections): per model and class, the sum of counts and the images with a row, without
 # the captures camera health excludes (frozen or slate frames: capture_features.excluded), and
-# of those images the ones the gate flagged as degraded.
+# of those images the ones the gate flagged as degraded. A capture's counts are looked up in
+# ix_capture_counts_day, in the order the day's captures are read.
 _DAY_CAPTURES = (
     " FROM captures c LEFT JOIN capture_features f ON f.capture_id = c.capture_id{join}"
     " WHERE c.captured_at >= :start AND c.captured_at < :end"
@@ -50,7 +51,7 @@ _DAY_CAPTURES = (
 _COUNTED = text(
     "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*),"
     " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END)"
-    + _DAY_CAPTURES.format(join=" JOIN capture_counts k ON k.capture_id = c.capture_id")
+    + _DAY_CAPTURES.format(join=" JOIN capture_counts k ON k.captured_at = c.captured_at AND k.capture_id = c.capture_id")
     + " AND c.status = 'accepted' AND COALESCE(f.excluded, 0) = 0 GROUP BY k.model_name, k.model_version, k.traffic_class"
 )
 _CAPTURED = text(

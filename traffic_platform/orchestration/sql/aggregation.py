@@ -227,16 +227,18 @@ SLOTS = "tmp_counts_slots"  # the temporary table of the one pass (per connectio
 # The figures of one model per (location, slot, class), zero-filled: every slot with an image
 # gets the six classes. ``counted``: an accepted capture camera health keeps that the model
 # processed (it has the model's capture_counts rows). max_count is NULL when the model
-# processed no image of the slot. The counts are joined from the day's captures (ordered_join).
+# processed no image of the slot. The counts are joined from the day's captures (ordered_join),
+# through ix_capture_counts_day: each capture's rows lie next to the previous capture's.
 _SLOTS_INSERT = """
 INSERT INTO {slots} (location_id, slot_start, traffic_class, model_name, model_version, images_received,
     images_distorted, images_excluded_health, images_accepted, images_degraded, total_count, max_count, with_any)
 WITH slot_captures AS (
-    SELECT c.capture_id, c.location_id, c.status, {slot_start} AS slot_start, {excluded} AS health_excluded,
-           {degraded} AS degraded,
+    SELECT c.capture_id, c.captured_at, c.location_id, c.status, {slot_start} AS slot_start,
+           {excluded} AS health_excluded, {degraded} AS degraded,
            CASE WHEN c.status = 'accepted' AND {excluded} = 0 AND EXISTS (
                SELECT 1 FROM capture_counts k
-               WHERE k.capture_id = c.capture_id AND k.model_name = :model_name AND k.model_version = :model_version
+               WHERE k.captured_at = c.captured_at AND k.capture_id = c.capture_id
+                 AND k.model_name = :model_name AND k.model_version = :model_version
            ) THEN 1 ELSE 0 END AS counted
     FROM {day_captures}
 ),
@@ -252,7 +254,7 @@ per_class AS (
     SELECT w.location_id, w.slot_start, k.traffic_class, SUM(k.count) AS total, MAX(k.count) AS most,
            SUM(CASE WHEN k.count > 0 THEN 1 ELSE 0 END) AS with_any
     FROM slot_captures w
-    {ordered_join} capture_counts k ON k.capture_id = w.capture_id
+    {ordered_join} capture_counts k ON k.captured_at = w.captured_at AND k.capture_id = w.capture_id
          AND k.model_name = :model_name AND k.model_version = :model_version
     WHERE w.status = 'accepted' AND w.health_excluded = 0
     GROUP BY w.location_id, w.slot_start, k.traffic_class
