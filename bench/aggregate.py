@@ -15,6 +15,7 @@ the EXPLAIN from before issue 19, ``bench/aggregate_explain_before.txt``) and dr
 database.
 
     .venv/bin/python bench/aggregate.py [--admin-url mysql+pymysql://root:@127.0.0.1:3306] [--no-write]
+        [--buffer-pool-mib N] [--history-days N] [--baseline REF]
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,8 +54,9 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def generate(engine) -> dict[str, float]:
-    """Fill the ingest tables set-based; return the row counts and seconds taken."""
+def generate(engine, history_days: int = 0) -> dict[str, float]:
+    """Fill the ingest tables set-based, the ``history_days`` before the bench's day first (the
+    same volume each, in time order as ingest would); return the row counts and seconds taken."""
     from sqlalchemy import text
 
     began = time.perf_counter()
@@ -76,49 +78,8 @@ def generate(engine) -> dict[str, float]:
             [{"a": f"street_{i:03d}", "d": f"street {i:03d}", "c": "Leuven" if i % 2 else "Liège", "t": datetime(2022, 1, 1)}
              for i in range(LOCATIONS)],
         )
-        # One image a minute per location; every 50th distorted. captured_at is local (Brussels, UTC+2 that day).
-        conn.execute(text(
-            """
-INSERT INTO captures (capture_id, location_id, captured_at, captured_at_utc, file_name, content_sha256, status,
-    quality_reasons, sharpness, brightness, contrast, clipped_share, uniform_share, width, height, image_key,
-    annotated_key, model_name, model_version, decode_ms, quality_ms, detect_ms, total_ms, ingested_at, stored_at)
-SELECT MD5(CONCAT('capture', n.n)), l.id,
-       TIMESTAMPADD(MINUTE, n.n MOD 1440, :day), TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day),
-       CONCAT(l.address, '_', l.city, '_Belgium_12-10-2022_', LPAD((n.n MOD 1440) DIV 60, 2, '0'), '-', LPAD(n.n MOD 60, 2, '0'), '-00.jpg'),
-       SHA2(CONCAT('bytes', n.n), 256),
-       CASE WHEN n.n MOD 50 = 0 THEN 'distorted' ELSE 'accepted' END,
-       CASE WHEN n.n MOD 50 = 0 THEN '["blurred"]' ELSE '[]' END,
-       120, 110, 48, 0.01, 0.02, 1280, 720,
-       CONCAT('images/2022/10/12/', MD5(CONCAT('capture', n.n)), '.jpg'),
-       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE CONCAT('annotated/2022/10/12/', MD5(CONCAT('capture', n.n)), '.jpg') END,
-       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE :model_name END,
-       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE :model_version END,
-       4, 2, 70, 80, TIMESTAMPADD(SECOND, 2, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day)),
-       TIMESTAMPADD(SECOND, 3, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day))
-FROM bench_numbers n JOIN locations l ON l.id = 1 + n.n DIV 1440
-"""), {"day": datetime.fromisoformat(DAY), "model_name": MODEL[0], "model_version": MODEL[1]})
-        # 0..20 detections per accepted image (mean 10), class and box from the capture id.
-        conn.execute(text(
-            """
-INSERT INTO detections (capture_id, model_name, model_version, seq, traffic_class, label, score, x1, y1, x2, y2)
-SELECT c.capture_id, c.model_name, c.model_version, s.n, k.name, k.name,
-       0.5 + ((CRC32(c.capture_id) + 7 * s.n) MOD 500) / 1000,
-       (CRC32(c.capture_id) + 97 * s.n) MOD 1000, (CRC32(c.capture_id) + 31 * s.n) MOD 600,
-       (CRC32(c.capture_id) + 97 * s.n) MOD 1000 + 40 + s.n, (CRC32(c.capture_id) + 31 * s.n) MOD 600 + 30 + s.n
-FROM captures c
-JOIN bench_numbers s ON s.n < CRC32(c.capture_id) MOD 21
-JOIN bench_classes k ON k.k = (CRC32(c.capture_id) + s.n * s.n) MOD 6
-WHERE c.status = 'accepted'
-"""))
-        conn.execute(text(
-            """
-INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count)
-SELECT c.capture_id, c.model_name, c.model_version, k.name, COALESCE(g.n, 0)
-FROM captures c CROSS JOIN bench_classes k
-LEFT JOIN (SELECT capture_id, traffic_class, COUNT(*) AS n FROM detections GROUP BY capture_id, traffic_class) g
-       ON g.capture_id = c.capture_id AND g.traffic_class = k.name
-WHERE c.status = 'accepted'
-"""))
+        for back in range(history_days, -1, -1):
+            _generate_day(conn, datetime.fromisoformat(DAY) - timedelta(days=back))
         counts = {t: conn.execute(text(f"SELECT COUNT(*) FROM {t}")).scalar() for t in ("captures", "detections", "capture_counts")}
         for t in ("bench_numbers", "bench_classes", "bench_digits"):
             conn.execute(text(f"DROP TABLE {t}"))
@@ -126,6 +87,59 @@ WHERE c.status = 'accepted'
         with engine.connect() as conn:
             conn.execute(text(f"ANALYZE TABLE {t}")).all()
     return {**counts, "seconds": time.perf_counter() - began}
+
+
+def _generate_day(conn, day: datetime) -> None:
+    """One local day of captures, detections and counts (ids and file names differ per day)."""
+    from sqlalchemy import text
+
+    params = {"day": day, "next": day + timedelta(days=1), "tag": day.strftime("%Y%m%d"), "dmy": day.strftime("%d-%m-%Y"),
+              "path": day.strftime("%Y/%m/%d"), "model_name": MODEL[0], "model_version": MODEL[1]}
+    # One image a minute per location; every 50th distorted. captured_at is local (Brussels, UTC+2 in October).
+    conn.execute(text(
+        """
+INSERT INTO captures (capture_id, location_id, captured_at, captured_at_utc, file_name, content_sha256, status,
+    quality_reasons, sharpness, brightness, contrast, clipped_share, uniform_share, width, height, image_key,
+    annotated_key, model_name, model_version, decode_ms, quality_ms, detect_ms, total_ms, ingested_at, stored_at)
+SELECT MD5(CONCAT('capture', :tag, n.n)), l.id,
+       TIMESTAMPADD(MINUTE, n.n MOD 1440, :day), TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day),
+       CONCAT(l.address, '_', l.city, '_Belgium_', :dmy, '_', LPAD((n.n MOD 1440) DIV 60, 2, '0'), '-', LPAD(n.n MOD 60, 2, '0'), '-00.jpg'),
+       SHA2(CONCAT('bytes', :tag, n.n), 256),
+       CASE WHEN n.n MOD 50 = 0 THEN 'distorted' ELSE 'accepted' END,
+       CASE WHEN n.n MOD 50 = 0 THEN '["blurred"]' ELSE '[]' END,
+       120, 110, 48, 0.01, 0.02, 1280, 720,
+       CONCAT('images/', :path, '/', MD5(CONCAT('capture', :tag, n.n)), '.jpg'),
+       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE CONCAT('annotated/', :path, '/', MD5(CONCAT('capture', :tag, n.n)), '.jpg') END,
+       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE :model_name END,
+       CASE WHEN n.n MOD 50 = 0 THEN NULL ELSE :model_version END,
+       4, 2, 70, 80, TIMESTAMPADD(SECOND, 2, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day)),
+       TIMESTAMPADD(SECOND, 3, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day))
+FROM bench_numbers n JOIN locations l ON l.id = 1 + n.n DIV 1440
+"""), params)
+    # 0..20 detections per accepted image (mean 10), class and box from the capture id.
+    conn.execute(text(
+        """
+INSERT INTO detections (capture_id, model_name, model_version, seq, traffic_class, label, score, x1, y1, x2, y2, captured_at)
+SELECT c.capture_id, c.model_name, c.model_version, s.n, k.name, k.name,
+       0.5 + ((CRC32(c.capture_id) + 7 * s.n) MOD 500) / 1000,
+       (CRC32(c.capture_id) + 97 * s.n) MOD 1000, (CRC32(c.capture_id) + 31 * s.n) MOD 600,
+       (CRC32(c.capture_id) + 97 * s.n) MOD 1000 + 40 + s.n, (CRC32(c.capture_id) + 31 * s.n) MOD 600 + 30 + s.n,
+       c.captured_at
+FROM captures c
+JOIN bench_numbers s ON s.n < CRC32(c.capture_id) MOD 21
+JOIN bench_classes k ON k.k = (CRC32(c.capture_id) + s.n * s.n) MOD 6
+WHERE c.status = 'accepted' AND c.captured_at >= :day AND c.captured_at < :next
+"""), params)
+    conn.execute(text(
+        """
+INSERT INTO capture_counts (capture_id, model_name, model_version, traffic_class, count, captured_at)
+SELECT c.capture_id, c.model_name, c.model_version, k.name, COALESCE(g.n, 0), c.captured_at
+FROM captures c CROSS JOIN bench_classes k
+LEFT JOIN (SELECT capture_id, traffic_class, COUNT(*) AS n FROM detections
+           WHERE captured_at >= :day AND captured_at < :next GROUP BY capture_id, traffic_class) g
+       ON g.capture_id = c.capture_id AND g.traffic_class = k.name
+WHERE c.status = 'accepted' AND c.captured_at >= :day AND c.captured_at < :next
+"""), params)
 
 
 def _module(package: str, name: str):
@@ -276,6 +290,7 @@ def main() -> int:
     parser.add_argument("--admin-url", default=os.environ.get("TRAFFIC_TEST_MARIADB_URL", "mysql+pymysql://root:@127.0.0.1:3306"))
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     parser.add_argument("--buffer-pool-mib", type=int, default=0, metavar="N", help="run with the server's InnoDB buffer pool set to N MiB (SET GLOBAL; put back afterwards): Aurora's is ~3/4 of the instance's memory; 0: leave it")
+    parser.add_argument("--history-days", type=int, default=0, metavar="N", help="also fill the N days before the bench's day, the same volume each: the partition and its checks should not slow down with the history kept")
     parser.add_argument("--baseline", default="ef91b32", metavar="REF", help="also run git REF's aggregation and checks on the same data, same run ('' to skip; default: before issue 19's rewrite)")
     args = parser.parse_args()
 
@@ -300,7 +315,7 @@ def main() -> int:
             server = conn.execute(text("SELECT VERSION()")).scalar()
             pool_mib = int(conn.execute(text("SELECT @@innodb_buffer_pool_size")).scalar()) / 2**20
         upgrade(engine)
-        generated = generate(engine)
+        generated = generate(engine, args.history_days)
         features_s = materialize_features(url)
         load_start = os.getloadavg()
         cold, steps, _ = materialize(url, with_checks=False)
@@ -337,14 +352,16 @@ def main() -> int:
         "## Aggregation",
         "",
         f"`bench/aggregate.py`, {when}; CPU: {cpu_model()} ({os.cpu_count()} cores); database: MariaDB {server} on the same host;",
-        f"Python {platform.python_version()}. One day, {LOCATIONS} locations × one image a minute: "
-        f"{generated['captures']:,} captures, {generated['detections']:,} detections, {generated['capture_counts']:,} count rows "
+        f"Python {platform.python_version()}. One day, {LOCATIONS} locations × one image a minute"
+        + (f", after {args.history_days} days of history of the same volume (`--history-days {args.history_days}`): the tables hold "
+           if args.history_days else ": ")
+        + f"{generated['captures']:,} captures, {generated['detections']:,} detections, {generated['capture_counts']:,} count rows "
         f"(generated set-based in {generated['seconds']:.1f} s).",
         "",
         f"**Host load** (`os.getloadavg()`, 1 / 5 / 15 min): {load(load_before)} before the run, {load(load_start)} when the timed "
         f"runs began, {load(load_end)} after them (the bench's own data generation raises the first two). The host's cores "
         "are shared with other work: read the seconds with the load.",
-        f"InnoDB buffer pool {pool_mib:.0f} MiB{' (set for this run with --buffer-pool-mib; the server default is ' + format(pool_before / 2**20, '.0f') + ' MiB)' if args.buffer_pool_mib else ''}; the day's captures, detections, counts and capture features with their "
+        f"InnoDB buffer pool {pool_mib:.0f} MiB{' (set for this run with --buffer-pool-mib; the server default is ' + format(pool_before / 2**20, '.0f') + ' MiB)' if args.buffer_pool_mib else ''}; the captures, detections, counts and capture features with their "
         f"indexes take {data_mib:.0f} MiB, so the scans also read from the OS cache.",
         "",
         "| what | seconds | rows written |",

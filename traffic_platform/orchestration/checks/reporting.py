@@ -20,6 +20,8 @@ from ..dagster_previews import accepted_previews
 from ..partitions import partition_bounds, partition_day
 from ..resources import DatabaseResource
 from ..settings import OrchestrationSettings
+from ..sql.aggregation import day_counts
+from ..sql.dialects import dialect_of
 from ..windows import WINDOWS, ReportingWindow
 from .day_rows import partition_params
 from .stats import score_today
@@ -48,12 +50,18 @@ _DAY_CAPTURES = (
     " FROM captures c LEFT JOIN capture_features f ON f.capture_id = c.capture_id{join}"
     " WHERE c.captured_at >= :start AND c.captured_at < :end"
 )
-_COUNTED = text(
-    "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*),"
-    " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END)"
-    + _DAY_CAPTURES.format(join=" JOIN capture_counts k ON k.captured_at = c.captured_at AND k.capture_id = c.capture_id")
-    + " AND c.status = 'accepted' AND COALESCE(f.excluded, 0) = 0 GROUP BY k.model_name, k.model_version, k.traffic_class"
-)
+
+
+def _counted(dialect: str) -> Any:
+    join = f" JOIN {day_counts(dialect)} ON k.captured_at = c.captured_at AND k.capture_id = c.capture_id"
+    return text(
+        "SELECT k.model_name, k.model_version, k.traffic_class, SUM(k.count), COUNT(*),"
+        " SUM(CASE WHEN c.quality_flags <> '[]' THEN 1 ELSE 0 END)"
+        + _DAY_CAPTURES.format(join=join)
+        + " AND c.status = 'accepted' AND COALESCE(f.excluded, 0) = 0 GROUP BY k.model_name, k.model_version, k.traffic_class"
+    )
+
+
 _CAPTURED = text(
     "SELECT COUNT(*), SUM(CASE WHEN c.status = 'distorted' THEN 1 ELSE 0 END),"
     " SUM(CASE WHEN c.status = 'accepted' AND f.excluded = 1 THEN 1 ELSE 0 END)" + _DAY_CAPTURES.format(join="")
@@ -79,7 +87,7 @@ def ingest_totals(conn: Connection, partition_key: str) -> IngestTotals:
     params = partition_params(partition_key)
     counted = {
         (m, v, c): (int(total or 0), int(images), int(degraded or 0))
-        for m, v, c, total, images, degraded in conn.execute(_COUNTED.bindparams(*params))
+        for m, v, c, total, images, degraded in conn.execute(_counted(dialect_of(conn)).bindparams(*params))
     }
     captured, distorted, excluded = (int(v or 0) for v in conn.execute(_CAPTURED.bindparams(*params)).one())
     ingest_models = {(m, v) for m, v in conn.execute(_INGEST_MODELS.bindparams(*params))}

@@ -33,6 +33,9 @@ _SECONDS_BETWEEN = {
 # of a freshly loaded table can make it drive the day's join from all of capture_counts
 # (a full scan and a capture lookup per count row) instead of from the day's captures.
 _ORDERED_JOIN = {MYSQL: "STRAIGHT_JOIN", SQLITE: "JOIN"}
+# A table read through one named index. MariaDB prefers the primary key for ``capture_id`` lookups
+# even where a day index keeps them next to each other (random pages of the whole history).
+_INDEXED = {MYSQL: "{table} {alias} FORCE INDEX ({index})", SQLITE: "{table} AS {alias} INDEXED BY {index}"}
 # Drop a temporary table if this connection has one. MySQL needs TEMPORARY: a plain DROP TABLE
 # commits the open transaction.
 _DROP_TEMPORARY = {MYSQL: "DROP TEMPORARY TABLE IF EXISTS {table}", SQLITE: "DROP TABLE IF EXISTS temp.{table}"}
@@ -63,6 +66,11 @@ def seconds_between(dialect: str, a: str, b: str) -> str:
 def ordered_join(dialect: str) -> str:
     """``JOIN`` that the database executes left side first (``STRAIGHT_JOIN`` on MySQL; SQLite keeps it)."""
     return _ORDERED_JOIN[dialect]
+
+
+def indexed(dialect: str, table: str, alias: str, index: str) -> str:
+    """``table alias`` in a FROM clause, read through ``index`` (fixed identifiers of the caller's)."""
+    return _INDEXED[dialect].format(table=table, alias=alias, index=index)
 
 
 def drop_temporary_table(dialect: str, table: str) -> str:
