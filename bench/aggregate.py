@@ -90,7 +90,8 @@ def generate(engine, history_days: int = 0) -> dict[str, float]:
 
 
 def _generate_day(conn, day: datetime) -> None:
-    """One local day of captures, detections and counts (ids and file names differ per day)."""
+    """One local day of captures, detections and counts (ids and file names differ per day),
+    inserted in the order of their capture time, as ingest writes them."""
     from sqlalchemy import text
 
     params = {"day": day, "next": day + timedelta(days=1), "tag": day.strftime("%Y%m%d"), "dmy": day.strftime("%d-%m-%Y"),
@@ -115,6 +116,7 @@ SELECT MD5(CONCAT('capture', :tag, n.n)), l.id,
        4, 2, 70, 80, TIMESTAMPADD(SECOND, 2, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day)),
        TIMESTAMPADD(SECOND, 3, TIMESTAMPADD(MINUTE, n.n MOD 1440 - 120, :day))
 FROM bench_numbers n JOIN locations l ON l.id = 1 + n.n DIV 1440
+ORDER BY n.n MOD 1440, n.n
 """), params)
     # 0..20 detections per accepted image (mean 10), class and box from the capture id.
     conn.execute(text(
@@ -129,6 +131,7 @@ FROM captures c
 JOIN bench_numbers s ON s.n < CRC32(c.capture_id) MOD 21
 JOIN bench_classes k ON k.k = (CRC32(c.capture_id) + s.n * s.n) MOD 6
 WHERE c.status = 'accepted' AND c.captured_at >= :day AND c.captured_at < :next
+ORDER BY c.captured_at, c.capture_id, s.n
 """), params)
     conn.execute(text(
         """
@@ -139,6 +142,7 @@ LEFT JOIN (SELECT capture_id, traffic_class, COUNT(*) AS n FROM detections
            WHERE captured_at >= :day AND captured_at < :next GROUP BY capture_id, traffic_class) g
        ON g.capture_id = c.capture_id AND g.traffic_class = k.name
 WHERE c.status = 'accepted' AND c.captured_at >= :day AND c.captured_at < :next
+ORDER BY c.captured_at, c.capture_id, k.name
 """), params)
 
 

@@ -10,10 +10,11 @@ detections and counts from their own day indexes (``captured_at`` is copied onto
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, bindparam, text
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import TextClause
 
 from ...storage.tables import exact_text, hex_id
 from ..partitions import partition_bounds
@@ -51,12 +52,18 @@ def _table() -> Table:
 
 
 @contextmanager
-def day_captures(conn: Connection, partition_key: str) -> Iterator[int]:
-    """Fill :data:`DAY_CAPTURES` with the partition's captures for the block; yields how many."""
-    drop = text(drop_temporary_table(dialect_of(conn), DAY_CAPTURES))
+def temporary_table(conn: Connection, table: Table, fill: TextClause) -> Iterator[int]:
+    """Create the temporary ``table``, fill it with ``fill`` (bound) and drop it after the block;
+    yields how many rows it holds."""
+    drop = text(drop_temporary_table(dialect_of(conn), table.name))
     conn.execute(drop)  # left over on this pooled connection by a failed run
-    _table().create(conn)
+    table.create(conn)
     try:
-        yield int(conn.execute(_FILL.bindparams(*partition_params(partition_key))).rowcount)
+        yield int(conn.execute(fill).rowcount)
     finally:
         conn.execute(drop)
+
+
+def day_captures(conn: Connection, partition_key: str) -> AbstractContextManager[int]:
+    """:data:`DAY_CAPTURES` filled with the partition's captures for the block; yields how many."""
+    return temporary_table(conn, _table(), _FILL.bindparams(*partition_params(partition_key)))

@@ -12,15 +12,17 @@ history kept; an orphan is a row of the day without its capture of the day.
 from typing import Any
 
 import dagster as dg
-from sqlalchemy import Float, bindparam, text
+from sqlalchemy import Column, Float, Integer, MetaData, Table, bindparam, text
 from sqlalchemy.engine import Connection
 
 from ...domain.classes import TRAFFIC_CLASSES
+from ...storage.tables import exact_text, hex_id, real
 from ..assets.ingest_tables import CAPTURE_COUNTS, CAPTURES, DETECTIONS, LOCATIONS
 from ..assets.reporting import CAPTURE_SUMMARY
 from ..dagster_previews import accepted_previews
 from ..resources import DatabaseResource
-from .day_rows import DAY_CAPTURES, day_captures, partition_params
+from ..sql.reporting_tables import local_datetime
+from .day_rows import DAY_CAPTURES, day_captures, partition_params, temporary_table
 
 SAMPLE = 5  # offending rows shown in the check's metadata
 # Boxes are clipped to the image; float32 storage (MySQL FLOAT) may move an edge by < 0.001 px.
@@ -66,15 +68,55 @@ _BOX_BAD = (
 _CLASS_BAD = "(d.traffic_class NOT IN :classes)"
 _DAY_DETECTIONS = (f"FROM detections d LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = d.capture_id"
                    " WHERE d.captured_at >= :start AND d.captured_at < :end")
-_ROW_FIGURES = (
-    f"SELECT COUNT(*), SUM(CASE WHEN {_SCORE_BAD} THEN 1 ELSE 0 END), SUM(CASE WHEN {_BOX_BAD} THEN 1 ELSE 0 END),"
-    f" SUM(CASE WHEN {_CLASS_BAD} THEN 1 ELSE 0 END), SUM(CASE WHEN {_misplaced('d')} THEN 1 ELSE 0 END) {_DAY_DETECTIONS}"
-)
+_CLASSES = tuple(enumerate(TRAFFIC_CLASSES))
+_PAIR = "{t}.captured_at, {t}.capture_id, {t}.model_name, {t}.model_version"
+# The day's detections, read once and grouped per (capture, model) in ix_detections_day's order
+# into :data:`DAY_DETECTED`: how many, the extremes of their scores and boxes, how many are
+# degenerate, and how many of each of the six classes (plain aggregates: per-row CASEs cost more
+# than the read). The row checks judge each pair against its capture (:data:`_ROW_FIGURES`) and
+# count the offending rows exactly only when some pair fails; the counts are compared with it.
+DAY_DETECTED = "tmp_check_detected"
+_FIGURES = ("n_rows", "n_scored", "min_score", "max_score", "min_x1", "min_y1", "max_x2", "max_y2", "degenerate",
+            *(f"n{i}" for i, _ in _CLASSES))
+_FILL_DETECTED = f"""
+INSERT INTO {DAY_DETECTED} (captured_at, capture_id, model_name, model_version, {", ".join(_FIGURES)})
+SELECT {_PAIR.format(t="d")}, COUNT(*), COUNT(d.score), MIN(d.score), MAX(d.score), MIN(d.x1), MIN(d.y1),
+       MAX(d.x2), MAX(d.y2), SUM(d.x2 <= d.x1 OR d.y2 <= d.y1),
+       {", ".join(f"SUM(d.traffic_class = :class_{i})" for i, _ in _CLASSES)}
+FROM detections d WHERE d.captured_at >= :start AND d.captured_at < :end
+GROUP BY {_PAIR.format(t="d")}
+"""
+# The detections, the pairs with a bad score or a bad box, the detections of another class and
+# those without their capture of the day (all of a pair's rows share its captured_at).
+_ROW_FIGURES = f"""
+SELECT SUM(y.n_rows),
+       SUM(CASE WHEN y.n_scored < y.n_rows OR y.min_score < 0 OR y.max_score > 1 THEN 1 ELSE 0 END),
+       SUM(CASE WHEN c.capture_id IS NOT NULL AND (y.degenerate > 0 OR c.width IS NULL OR c.height IS NULL
+                OR y.min_x1 < -:tol OR y.min_y1 < -:tol OR y.max_x2 > c.width + :tol OR y.max_y2 > c.height + :tol)
+                THEN 1 ELSE 0 END),
+       SUM(y.n_rows - ({" + ".join(f"y.n{i}" for i, _ in _CLASSES)})),
+       SUM(CASE WHEN {_misplaced('y')} THEN y.n_rows ELSE 0 END)
+FROM {DAY_DETECTED} y LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = y.capture_id
+"""
 
-# -- count rows: against their detections, complete, of the right classes (one range of ix_capture_counts_day) --
 
-# 1 when a count row disagrees with the number of its class's detections: an index-only count
-# in ix_detections_day, next to the previous row's (the counts are read in the same order).
+def _detected_table() -> Table:
+    return Table(
+        DAY_DETECTED, MetaData(),
+        Column("captured_at", local_datetime(), primary_key=True),
+        Column("capture_id", hex_id(32), primary_key=True),
+        Column("model_name", exact_text(200), primary_key=True),
+        Column("model_version", exact_text(64), primary_key=True),
+        *(Column(name, Integer, nullable=False) for name in ("n_rows", "n_scored", "degenerate")),
+        *(Column(name, real(), nullable=True) for name in ("min_score", "max_score", "min_x1", "min_y1", "max_x2", "max_y2")),
+        *(Column(f"n{i}", Integer, nullable=False) for i, _ in _CLASSES),
+        prefixes=["TEMPORARY"],
+    )
+
+
+# -- count rows: against their detections, complete, of the right classes --------------------
+
+# 1 when a count row disagrees with the number of its class's detections (for the failure's sample).
 _COUNT_WRONG = """CASE WHEN k.count <> (
     SELECT COUNT(*) FROM detections d
     WHERE d.captured_at = k.captured_at AND d.capture_id = k.capture_id AND d.model_name = k.model_name
@@ -82,22 +124,32 @@ _COUNT_WRONG = """CASE WHEN k.count <> (
 ) THEN 1 ELSE 0 END"""
 _DAY_COUNTS = (f"FROM capture_counts k LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = k.capture_id"
                " WHERE k.captured_at >= :start AND k.captured_at < :end")
-# Per (capture, model): its rows that disagree with the detections, how many of the six classes
-# have a row, rows of another class, the counts' sum, whether it is the capture's own
-# ingest model (an accepted capture has at most one such pair), and whether its capture is missing.
+# Per (capture, model), grouped in ix_capture_counts_day's order: each class's count (NULL: no row),
+# beside the same pair's detections (:data:`DAY_DETECTED`) and its capture, each looked up once per
+# pair. Then, summed: the count rows that disagree with their detections, the pairs without all
+# six classes, rows of another class, the counts' sum, the accepted captures' own ingest-model
+# pairs, and the count rows without their capture of the day.
 _COUNT_FIGURES = f"""
-SELECT COUNT(*), SUM(x.wrong), SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.n_other),
-       SUM(x.total), SUM(x.ingest), SUM(x.misplaced) FROM (
-    SELECT k.capture_id, SUM({_COUNT_WRONG}) AS wrong, SUM(k.count) AS total,
-           SUM(CASE WHEN k.traffic_class IN :classes THEN 1 ELSE 0 END) AS n_allowed,
-           SUM(CASE WHEN k.traffic_class IN :classes THEN 0 ELSE 1 END) AS n_other,
-           MAX(CASE WHEN c.status = 'accepted' AND k.model_name = c.model_name
-                     AND k.model_version = c.model_version THEN 1 ELSE 0 END) AS ingest,
-           SUM(CASE WHEN {_misplaced('k')} THEN 1 ELSE 0 END) AS misplaced
-    {_DAY_COUNTS}
-    GROUP BY k.captured_at, k.capture_id, k.model_name, k.model_version
-) x
+SELECT COUNT(*), SUM({" + ".join(f"CASE WHEN x.n{i} IS NOT NULL AND x.n{i} <> COALESCE(y.n{i}, 0) THEN 1 ELSE 0 END" for i, _ in _CLASSES)}),
+       SUM(CASE WHEN x.n_allowed <> :n_classes THEN 1 ELSE 0 END), SUM(x.n_rows - x.n_allowed), SUM(x.total),
+       SUM(CASE WHEN c.status = 'accepted' AND x.model_name = c.model_name AND x.model_version = c.model_version
+                THEN 1 ELSE 0 END),
+       SUM(CASE WHEN {_misplaced('x')} THEN x.n_rows ELSE 0 END)
+FROM (
+    SELECT {_PAIR.format(t="k")}, {", ".join(f"SUM(CASE WHEN k.traffic_class = :class_{i} THEN k.count END) AS n{i}" for i, _ in _CLASSES)},
+           SUM(k.count) AS total, COUNT(*) AS n_rows, SUM(k.traffic_class IN :classes) AS n_allowed
+    FROM capture_counts k WHERE k.captured_at >= :start AND k.captured_at < :end
+    GROUP BY {_PAIR.format(t="k")}
+) x LEFT JOIN {DAY_DETECTED} y ON y.captured_at = x.captured_at AND y.capture_id = x.capture_id
+   AND y.model_name = x.model_name AND y.model_version = x.model_version
+LEFT JOIN {DAY_CAPTURES} c ON c.capture_id = x.capture_id
 """
+
+
+def _class_params() -> list:
+    return [bindparam(f"class_{i}", name) for i, name in _CLASSES]
+
+
 _ACCEPTED = f"SELECT COUNT(*) FROM {DAY_CAPTURES} c WHERE c.status = 'accepted'"
 _WITHOUT_LOCATION = f"SELECT COUNT(*) FROM {DAY_CAPTURES} c LEFT JOIN locations l ON l.id = c.location_id WHERE l.id IS NULL"
 
@@ -107,22 +159,29 @@ def check_ingest_quality(conn: Connection, partition_key: str) -> dict[str, dg.A
 
     * ``detection_scores_in_range``, ``detection_boxes_valid``, ``traffic_classes_allowed``: scores in
       [0, 1], boxes inside the image and non-degenerate, classes among the six (detections and counts).
-    * ``counts_reconcile_with_detections``: every count row equals its class's detections; then, once
-      no row disagrees, the day's detections equal the sum of its counts exactly when no detection
-      lacks a count row (so that side needs two totals, not a second row-by-row join). All six classes
-      per (capture, model), and every accepted capture has its ingest model's counts.
+    * ``counts_reconcile_with_detections``: every count row equals its class's detections (per
+      capture and model, the six counts beside the six numbers of detections, each side grouped in
+      its day index's order); then, once no row disagrees, the day's detections equal the sum of its
+      counts exactly when no detection lacks a count row (so that side needs two totals, not a
+      second row-by-row join). All six classes per (capture, model), and every accepted capture has
+      its ingest model's counts.
     * ``no_orphans``: no detection or count row of the day without its capture (at the same
       ``captured_at``), no capture of the day without its location.
     """
     params = partition_params(partition_key)
     classes = _classes_param()
     tol = bindparam("tol", BOX_TOLERANCE_PX, type_=Float)
-    with day_captures(conn, partition_key):
-        checked, bad_scores, bad_boxes, bad_classes, misplaced_detections = (
-            int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(*params, tol, classes)).one())
+    fill = text(_FILL_DETECTED).bindparams(*params, *_class_params())
+    with day_captures(conn, partition_key), temporary_table(conn, _detected_table(), fill):
+        checked, score_pairs, box_pairs, bad_classes, misplaced_detections = (
+            int(v or 0) for v in conn.execute(text(_ROW_FIGURES).bindparams(tol)).one())
+        # exact numbers of offending rows, read only when some pair has one
+        bad_scores = _scalar(conn, f"SELECT COUNT(*) {_DAY_DETECTIONS} AND {_SCORE_BAD}", params) if score_pairs else 0
+        bad_boxes = _scalar(conn, f"SELECT COUNT(*) {_DAY_DETECTIONS} AND {_BOX_BAD}", [*params, tol]) if box_pairs else 0
         pairs, mismatched, incomplete, bad_count_rows, counted, ingest_pairs, misplaced_counts = (
             int(v or 0) for v in conn.execute(
-                text(_COUNT_FIGURES).bindparams(*params, classes, bindparam("n_classes", len(TRAFFIC_CLASSES)))).one())
+                text(_COUNT_FIGURES).bindparams(*params, classes, *_class_params(),
+                                                bindparam("n_classes", len(TRAFFIC_CLASSES)))).one())
         accepted = _scalar(conn, _ACCEPTED, [])
         orphans = {
             "detections_without_capture": misplaced_detections,
