@@ -137,6 +137,6 @@ CREATE INDEX ix_capture_counts_day ON capture_counts (captured_at, capture_id, m
 
 DROP INDEX ix_captures_captured_at ON captures;
 
-CREATE INDEX ix_captures_captured_at ON captures (captured_at, location_id, status, captured_at_utc, quality_flags, width, height, model_name, model_version);
+CREATE INDEX ix_captures_captured_at ON captures (captured_at, location_id, status, captured_at_utc, quality_flags, width, height, model_name, model_version, content_sha256);
 
 UPDATE alembic_version SET version_num='0004_day_ranges' WHERE alembic_version.version_num = '0003_aggregation_indexes';

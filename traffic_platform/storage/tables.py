@@ -163,7 +163,7 @@ captures = Table(
     Index("ix_captures_location_captured_at", "location_id", "captured_at"),
     # covering for the day's aggregation and checks: the rest of a capture's row is never read there
     Index("ix_captures_captured_at", "captured_at", "location_id", "status", "captured_at_utc", "quality_flags",
-          "width", "height", "model_name", "model_version"),
+          "width", "height", "model_name", "model_version", "content_sha256"),
     Index("ix_captures_content_sha256", "content_sha256"),
     Index("ix_captures_status", "status"),
     Index("ix_captures_ingested_at", "ingested_at"),

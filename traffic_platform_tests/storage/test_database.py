@@ -38,7 +38,7 @@ def test_upgrade_creates_every_table_and_column(engine):
     found = {ix["name"]: ix["column_names"] for table in ("captures", "detections", "capture_counts")
              for ix in inspector.get_indexes(table)}
     assert found["ix_captures_captured_at"] == ["captured_at", "location_id", "status", "captured_at_utc", "quality_flags",
-                                                "width", "height", "model_name", "model_version"]
+                                                "width", "height", "model_name", "model_version", "content_sha256"]
     assert found["ix_detections_day"] == ["captured_at", "capture_id", "model_name", "model_version", "traffic_class",
                                           "score", "x1", "y1", "x2", "y2"]
     assert found["ix_capture_counts_day"] == ["captured_at", "capture_id", "model_name", "model_version",

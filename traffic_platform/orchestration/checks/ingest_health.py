@@ -37,8 +37,8 @@ def _warn(passed: bool, metadata: dict[str, Any]) -> dg.AssetCheckResult:
 
 # -- duplicates -----------------------------------------------------------------------
 
-# The day's captures through their day index (with history MariaDB preferred a whole-table scan to
-# the range and its row lookups), each hash looked up in ix_captures_content_sha256.
+# The day's captures and their hashes from their day index (which covers content_sha256; with
+# history MariaDB chose a whole-table scan), each hash looked up in ix_captures_content_sha256.
 _DUPLICATES = """
 FROM {captures}
 WHERE c.captured_at >= :start AND c.captured_at < :end AND EXISTS (

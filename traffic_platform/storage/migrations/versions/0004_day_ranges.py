@@ -11,8 +11,8 @@ Create Date: 2026-12-01
   capture_id, model_name, model_version, traffic_class, count)``: everything the checks
   read of a day's rows, in one range, however many days the tables hold. They replace the
   per-row probe of ``ix_detections_capture_model_class`` (dropped).
-* ``ix_captures_captured_at`` also covers ``width, height, model_name, model_version``
-  (the boxes and the ingest-model checks).
+* ``ix_captures_captured_at`` also covers ``width, height, model_name, model_version,
+  content_sha256`` (the boxes, the ingest-model and the duplicate-content checks).
 
 On MySQL the new columns are ``NOT NULL`` without a default once filled. SQLite can only add
 a ``NOT NULL`` column with a default (changing it later means copying the table), so there
@@ -36,7 +36,7 @@ DETECTIONS_DAY = ["captured_at", "capture_id", "model_name", "model_version", "t
                   "score", "x1", "y1", "x2", "y2"]
 COUNTS_DAY = ["captured_at", "capture_id", "model_name", "model_version", "traffic_class", "count"]
 CAPTURES_DAY_BEFORE = ["captured_at", "location_id", "status", "captured_at_utc", "quality_flags"]
-CAPTURES_DAY = [*CAPTURES_DAY_BEFORE, "width", "height", "model_name", "model_version"]
+CAPTURES_DAY = [*CAPTURES_DAY_BEFORE, "width", "height", "model_name", "model_version", "content_sha256"]
 DETECTIONS_CLASS = ["capture_id", "model_name", "model_version", "traffic_class"]
 TABLES = ("detections", "capture_counts")
 
