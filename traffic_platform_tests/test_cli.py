@@ -51,7 +51,7 @@ def test_invalid_setting_fails_at_start_naming_the_variable(tmp_path):
 def test_db_upgrade_and_ddl(db_url, tmp_path):
     out = cli("db", "upgrade", env={"TRAFFIC_DATABASE_URL": db_url, "TRAFFIC_HOME": str(tmp_path)})
     assert out.returncode == 0, out.stderr
-    assert "at revision 0003" in out.stdout
+    assert "at revision 0004" in out.stdout
     ddl = cli("db", "ddl")
     assert ddl.returncode == 0 and "CREATE TABLE captures" in ddl.stdout
 
