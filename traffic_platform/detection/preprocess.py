@@ -157,6 +157,32 @@ class PreprocessSpec:
             out[c] = x
         return out
 
+    def vector_rescale(self) -> tuple[np.float32, bool] | None:
+        """``(op, divide)``: one float32 multiply (or divide) that gives :meth:`lookup_table`'s
+        values bit for bit for every uint8 value, checked exhaustively; ``None`` if none does.
+
+        Dividing by 255 in float32 rounds exactly as the processor's float64 multiply by 1/255
+        followed by a cast (multiplying by float32(1/255) does not: 126 of 256 values differ).
+        Applied over a whole image it is ~5x cheaper than the table's gather.
+        """
+        table = self.lookup_table()
+        values = np.arange(256, dtype=np.float32)
+        candidates: list[tuple[np.float32, bool]] = [(np.float32(1.0), False)]
+        if self.do_rescale:
+            candidates = [(np.float32(self.rescale_factor), False)]
+            inverse = 1.0 / self.rescale_factor
+            if abs(inverse - round(inverse)) < 1e-9:
+                candidates.insert(0, (np.float32(round(inverse)), True))
+        for op, divide in candidates:
+            x = values / op if divide else values * op
+            if self.do_normalize:
+                mean = np.asarray(self.image_mean, dtype=np.float32)[:, None]
+                std = np.asarray(self.image_std, dtype=np.float32)[:, None]
+                x = (x[None, :] - mean) / std
+            if np.array_equal(np.broadcast_to(x, table.shape), table):
+                return op, divide
+        return None
+
 
 class Preprocessor:
     """Resize + rescale + normalise + batch-pad, bit-equal to the checkpoint's processor."""
@@ -164,6 +190,9 @@ class Preprocessor:
     def __init__(self, spec: PreprocessSpec):
         self.spec = spec
         self._lut = spec.lookup_table()
+        self._vector = spec.vector_rescale()
+        self._mean = np.asarray(spec.image_mean, dtype=np.float32)[:, None, None]
+        self._std = np.asarray(spec.image_std, dtype=np.float32)[:, None, None]
 
     @classmethod
     def from_processor(cls, processor: Any) -> Preprocessor:
@@ -178,8 +207,19 @@ class Preprocessor:
             image = image.resize((w, h), resample=self.spec.resample)
         pixels = np.asarray(image)  # (H, W, 3) uint8, no copy
         out = np.empty((3, h, w), dtype=np.float32)
-        for c in range(3):
-            np.take(self._lut[c], pixels[:, :, c], out=out[c])
+        if self._vector is None:  # the table: any arithmetic the processor does
+            for c in range(3):
+                np.take(self._lut[c], pixels[:, :, c], out=out[c])
+            return out
+        op, divide = self._vector  # the same values, element-wise (checked at start-up)
+        out[...] = pixels.transpose(2, 0, 1)
+        if divide:
+            out /= op
+        elif op != 1.0:
+            out *= op
+        if self.spec.do_normalize:
+            out -= self._mean
+            out /= self._std
         return out
 
     def batch(self, images: Sequence[Image.Image]) -> dict[str, np.ndarray]:
@@ -201,13 +241,17 @@ class Preprocessor:
             raise ValueError(
                 f"images of different sizes {sorted(shapes)} and the processor does not pad; batch them by size"
             )
-        pixel_values = np.zeros((len(arrays), 3, ph, pw), dtype=np.float32)
-        mask = np.zeros((len(arrays), ph, pw), dtype=np.int64)
-        for i, a in enumerate(arrays):
-            pixel_values[i, :, : a.shape[1], : a.shape[2]] = a
-            mask[i, : a.shape[1], : a.shape[2]] = 1
+        if all(a.shape[1:] == (ph, pw) for a in arrays):  # nothing to pad: no zero-filled copy
+            pixel_values = arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+        else:
+            pixel_values = np.zeros((len(arrays), 3, ph, pw), dtype=np.float32)
+            for i, a in enumerate(arrays):
+                pixel_values[i, :, : a.shape[1], : a.shape[2]] = a
         out = {"pixel_values": pixel_values}
         if self.spec.do_pad and self.spec.returns_pixel_mask:
+            mask = np.zeros((len(arrays), ph, pw), dtype=np.int64)
+            for i, a in enumerate(arrays):
+                mask[i, : a.shape[1], : a.shape[2]] = 1
             out["pixel_mask"] = mask
         return out
 

@@ -13,28 +13,27 @@ End-to-end ONNX graphs (``onnx:``, DEIMv2) take ``onnx`` and the three ``openvin
 
 The ``auto`` rule (:func:`choose_runtime`), from ``bench/RESULTS.md``; a lossy runtime is a
 candidate only while :data:`FIDELITY` records F1 >= :data:`MIN_FIDELITY_F1` for it on real
-weights (DEIMv2-Atto on the street photos against ONNX Runtime fp32):
+weights (DEIMv2-Atto on the street photos against ONNX Runtime fp32) *on this host's bf16 unit*
+(AMX or AVX-512 BF16: their kernels round differently):
 
 0. torch sees a CUDA GPU -> ``cuda`` (transformers checkpoints; eager fp32 on the GPU);
-1. the CPU has AMX (``amx_bf16``) -> ``torch-bf16`` for checkpoints (2.4x the pipeline on the
-   AMX host, F1 0.989 on real weights, ``shared/PERF-NOTES.md``; OpenVINO was not measured on
-   an AMX host, so what was measured there stays);
-2. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``) and OpenVINO imports -> the
-   first of ``openvino-bf16``, ``openvino-mixed`` that passes its check. On the AVX-512-BF16
-   EPYC ``openvino-bf16`` was the fastest CPU runtime but F1 0.978 (it runs softmax, norms and
-   the box decoding in bf16 too: scores moved by up to 0.08 across the 0.5 threshold), so it is
-   out; ``openvino-mixed`` kept F1 0.986 and is the choice there. A graph it cannot cut (no
-   ``*/backbone/*`` / ``*/encoder/*`` nodes) falls back to ``onnx``;
+1. the CPU has bf16 instructions (``amx_bf16`` or ``avx512_bf16``) and OpenVINO imports -> the
+   first of ``openvino-bf16``, ``openvino-mixed`` that passes its check for the unit:
+   - AMX (Intel Xeon): ``openvino-bf16``, 4.2x the pipeline on RT-DETRv2-R18, F1 0.986;
+   - AVX-512 BF16 (AMD EPYC): ``openvino-bf16`` is F1 0.978 there (softmax, norms and the box
+     decoding in bf16 moved scores by up to 0.08 across the 0.5 threshold), so it is out;
+     ``openvino-mixed`` kept F1 0.986 (2.0-2.7x) and is the choice. A graph it cannot cut (no
+     ``*/backbone/*`` / ``*/encoder/*`` nodes) falls back to ``onnx``;
+2. AMX without OpenVINO -> ``torch-bf16`` for checkpoints (2.2-2.4x, F1 0.989);
 3. otherwise -> ``onnx`` (ONNX Runtime fp32, exact parity). ``openvino`` fp32 is lossless but
-   was 0.85-0.94x ONNX Runtime on RT-DETRv2 and 1.1-1.2x on DEIMv2 on the EPYC, and its thread
-   pool is unmeasured on the ingest path (where ORT runs without spinning), so the reference
-   runtime stays. The export is checked against eager at first use and, under ``auto``, a
-   failed export falls back to ``torch`` (a failed OpenVINO compile or cut to ``onnx``).
+   was 0.85-0.94x ONNX Runtime on RT-DETRv2 (EPYC and Xeon alike) and its thread pool is
+   unmeasured on the ingest path (where ORT runs without spinning), so the reference runtime
+   stays. The export is checked against eager at first use and, under ``auto``, a failed
+   export falls back to ``torch`` (a failed OpenVINO compile or cut to ``onnx``).
 
-End-to-end graphs follow steps 2 and 3 (they cannot run on torch). Hosts measured: the AMD
-EPYC with AVX-512 BF16 (OpenVINO, ONNX Runtime, torch) and, in ``shared/PERF-NOTES.md``, an
-Intel host with AMX (torch, ONNX Runtime; not OpenVINO); AVX2-only and AVX-512-without-BF16
-hosts get the lossless ``onnx`` by construction.
+End-to-end graphs follow steps 1 and 3 (they cannot run on torch). Hosts measured: three AMD
+EPYC generations with AVX-512 BF16 and an Intel Xeon with AMX (OpenVINO, ONNX Runtime, torch);
+AVX2-only and AVX-512-without-BF16 hosts get the lossless ``onnx`` by construction.
 
 :func:`fidelity_checked` is that gate. ``onnx-int8`` has no check
 (F1 ~0.8 on random weights, and slower than fp32 ONNX on this CPU kind) and ``cuda-fp16`` was
@@ -43,7 +42,8 @@ slower than fp32: neither is chosen automatically.
 ``TRAFFIC_DETECTOR_RUNTIME`` overrides the rule; ``torch-bf16`` / ``openvino-bf16`` on a host
 without bf16 instructions are refused at start-up (they would run emulated, slower than fp32).
 ``torch.compile`` is not a runtime: on the AVX-512-BF16 EPYC it was slower than plain bf16
-(374 vs 343 ms) after a 126 s first call (64 s with a warm inductor cache; ``bench/RESULTS.md``).
+(374 vs 343 ms) after a 126 s first call (64 s with a warm inductor cache), and on the AMX Xeon
+no faster (206 vs 210 ms) after 178 s (``bench/RESULTS.md``).
 """
 
 from __future__ import annotations
@@ -89,25 +89,41 @@ class FidelityCheck:
     measured: str  # where and when (bench/RESULTS.md section)
 
 
-# Checks on real weights (random-weight models have near-tied queries and exaggerate the loss).
+# Checks on real weights (random-weight models have near-tied queries and exaggerate the loss),
+# per runtime *and* bf16 unit: oneDNN's AMX and AVX-512 BF16 kernels round differently, and the
+# same OpenVINO bf16 graph kept F1 0.986 on AMX but 0.978 on AVX-512 BF16.
 # F1: same label and IoU >= 0.5, every label with score >= 0.5 (``bench/detect.py``'s parity).
-FIDELITY: dict[str, FidelityCheck] = {
+_DEIMV2 = "DEIMv2-Atto (ONNX), 27 street photos"
+FIDELITY: dict[tuple[str, str], FidelityCheck] = {
     # Below the bar: bf16 moved scores by up to ~0.08 and boxes (mean IoU 0.975), so 3 of 138
     # detections crossed the 0.5 threshold. Fast (2.4-2.6x the pipeline on RT-DETRv2-R18), not chosen.
-    "openvino-bf16": FidelityCheck(
+    ("openvino-bf16", "avx512_bf16"): FidelityCheck(
         f1=0.978,
-        model="DEIMv2-Atto (ONNX), 27 street photos",
+        model=_DEIMV2,
         reference="ONNX Runtime fp32",
         measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
+    ),
+    # AMX tiles: 138 of 138 matched, 2 extra (4.2x the pipeline on RT-DETRv2-R18).
+    ("openvino-bf16", "amx"): FidelityCheck(
+        f1=0.986,
+        model=_DEIMV2,
+        reference="ONNX Runtime fp32",
+        measured="Intel Xeon, AMX, 2026-12-01 (bench/RESULTS.md, Detection, AMX host)",
     ),
     # bf16 backbone + encoder, fp32 from the query selection on (openvino_runtime.split_trunk).
-    "openvino-mixed": FidelityCheck(
+    ("openvino-mixed", "avx512_bf16"): FidelityCheck(
         f1=0.986,
-        model="DEIMv2-Atto (ONNX), 27 street photos",
+        model=_DEIMV2,
         reference="ONNX Runtime fp32",
         measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
     ),
-    "torch-bf16": FidelityCheck(
+    ("openvino-mixed", "amx"): FidelityCheck(
+        f1=0.986,
+        model=_DEIMV2,
+        reference="ONNX Runtime fp32",
+        measured="Intel Xeon, AMX, 2026-12-01 (bench/RESULTS.md, Detection, AMX host)",
+    ),
+    ("torch-bf16", "amx"): FidelityCheck(
         f1=0.989,
         model="DEIMv2-Atto, 41 street photos (IoU >= 0.8)",
         reference="fp32",
@@ -135,6 +151,13 @@ class HostInfo:
     @property
     def has_avx512_bf16(self) -> bool:
         return "avx512_bf16" in self.flags
+
+    @property
+    def bf16_unit(self) -> str | None:
+        """``amx`` / ``avx512_bf16``: the unit bf16 kernels run on here (fidelity is per unit)."""
+        if self.has_amx:
+            return "amx"
+        return "avx512_bf16" if self.has_avx512_bf16 else None
 
     @property
     def native_bf16(self) -> bool:
@@ -197,11 +220,13 @@ def host_info() -> HostInfo:
     )
 
 
-def fidelity_checked(runtime: str) -> bool:
-    """True for lossless runtimes, and for lossy ones with a recorded F1 >= the minimum."""
+def fidelity_checked(runtime: str, host: HostInfo | None = None) -> bool:
+    """True for lossless runtimes, and for lossy ones with F1 >= the minimum recorded for
+    ``host``'s bf16 unit (default: this host's)."""
     if runtime not in LOSSY_SUFFIX:
         return True
-    check = FIDELITY.get(runtime)
+    unit = (host or host_info()).bf16_unit
+    check = FIDELITY.get((runtime, unit)) if unit else None
     return check is not None and check.f1 >= MIN_FIDELITY_F1
 
 
@@ -232,12 +257,12 @@ def choose_runtime(
         from .openvino_runtime import available
 
         openvino = available()
-    if not end_to_end and host.has_amx and fidelity_checked("torch-bf16"):
-        return "torch-bf16"  # measured on the AMX host; OpenVINO was not measured there
     if openvino and host.native_bf16:
         for candidate in ("openvino-bf16", "openvino-mixed"):  # fastest first
-            if fidelity_checked(candidate):
+            if fidelity_checked(candidate, host):
                 return candidate
+    if not end_to_end and host.has_amx and fidelity_checked("torch-bf16", host):
+        return "torch-bf16"  # AMX without OpenVINO
     return "onnx"
 
 

@@ -362,6 +362,30 @@ def test_preprocessing_is_bit_equal_to_the_processor(models):
         assert pre.verify_against(processor, imgs) == 0.0, name
         for im in imgs:
             assert pre.verify_against(processor, [im]) == 0.0, name
+        # The element-wise fast path is taken where it is exact (checked over all 256 values),
+        # and the table gives the same bits where it is not.
+        assert pre.spec.vector_rescale() is not None, name
+        table = Preprocessor(pre.spec)
+        table._vector = None
+        for im in imgs:
+            np.testing.assert_array_equal(table.image_array(im), pre.image_array(im))
+
+
+def test_preprocessing_falls_back_to_the_table_where_float32_arithmetic_differs(models):
+    """Multiplying by float32(1/255) rounds 126 of 256 values differently from the processor's
+    float64 multiply; a rescale factor that is no integer's inverse gets the exact table."""
+    import dataclasses
+
+    from transformers import AutoImageProcessor
+
+    processor = AutoImageProcessor.from_pretrained(models["rtdetr"])
+    processor.rescale_factor = 1 / 127.3
+    pre = Preprocessor.from_processor(processor)
+    assert pre.spec.vector_rescale() is None and pre._vector is None
+    assert pre.verify_against(processor, [street_like_image(160, 90, seed=3)]) == 0.0
+    # 1/255 (every checkpoint here) divides exactly; a short binary fraction multiplies exactly.
+    assert dataclasses.replace(pre.spec, rescale_factor=1 / 255).vector_rescale() == (255, True)
+    assert dataclasses.replace(pre.spec, rescale_factor=0.375).vector_rescale() == (0.375, False)
 
 
 def test_runtime_choice_rule(monkeypatch):
@@ -377,6 +401,8 @@ def test_runtime_choice_rule(monkeypatch):
     assert choose_runtime("auto", model_type="detr", host=plain, openvino=False) == "onnx"
     # OpenVINO bf16 lost fidelity on real weights (F1 0.978 < 0.98); the mixed cut kept it (0.986)
     assert choose_runtime("auto", model_type="rt_detr", host=bf16, openvino=True) == "openvino-mixed"
+    # On AMX the same bf16 graph kept it (0.986), and it is the fastest there
+    assert choose_runtime("auto", model_type="rt_detr", host=amx, openvino=True) == "openvino-bf16"
     assert choose_runtime("torch", model_type="rt_detr", host=amx) == "torch"
     assert choose_runtime("onnx-int8", model_type="rt_detr", host=plain) == "onnx-int8"
     with pytest.raises(ValueError):
