@@ -718,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
 
     moto, moto_url = start_moto()
     db_url, drop_db = fresh_database(args.mariadb_url)
+    # REF's persister writes REF's schema: a database of its own, migrated by REF's migrations
+    # (since 0004 ours has NOT NULL columns that an older persister does not fill).
+    base_db_url, drop_base_db = fresh_database(args.mariadb_url) if args.persist_baseline else (None, lambda: None)
     log(f"moto at {moto_url}; database {db_url.rsplit('/', 1)[1].split('?')[0]}")
     servers: list[Any] = []
     children: list[subprocess.Popen] = []
@@ -842,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
             if c == max(levels):
                 # The same-run "before"s of ours at the top level, each its own block before ours:
                 # REF's persister, job by job (REF's worker, no bound); ours without back-pressure.
-                for label, patch in extra_blocks(args, lp, workdir, db_url, settings):
+                for label, patch in extra_blocks(args, lp, workdir, base_db_url, settings):
                     log(f"ours, {label}: concurrency {c}, {args.requests} requests (load {loadavg()}) ...")
                     with patch():
                         smp, t0, t1 = run_load(urls["ours"], "ours", f"c{c}-{len(results['extra'])}", images, args.requests, c, names["ours"])
@@ -950,6 +953,11 @@ def main(argv: list[str] | None = None) -> int:
             rows_src = conn.scalar(text("SELECT COUNT(*) FROM captures WHERE file_name LIKE 'srcbench%'"))
             rows_ours = conn.scalar(text("SELECT COUNT(*) FROM captures WHERE file_name LIKE 'ourbench%'"))
         eng.dispose()
+        if base_db_url:  # the REF persister's block stored into its own database
+            eng = make_engine(base_db_url)
+            with eng.connect() as conn:
+                rows_ours += conn.scalar(text("SELECT COUNT(*) FROM captures WHERE file_name LIKE 'ourbench%'"))
+            eng.dispose()
         sent_src = sum(1 for (m, _), v in all_samples.items() if m == "source" for s in v if s.status == 201) + 3
         sent_ours = sum(1 for (m, _), v in all_samples.items() if m == "ours" for s in v if s.status == 201) + 3
         integrity = f"rows stored: source {rows_src}/{sent_src} accepted, ours {rows_ours}/{sent_ours}; spool pending {lp.spool.depth()}, dead {lp.spool.dead_count()}"
@@ -972,6 +980,7 @@ def main(argv: list[str] | None = None) -> int:
             lp.__exit__(None, None, None)
         stop_moto(moto)
         drop_db()
+        drop_base_db()
         shutil.rmtree(workdir, ignore_errors=True)
 
     report = render(
@@ -1080,7 +1089,8 @@ STORES = {
 
 def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pixels: int) -> Any:
     """A ``Persister`` from git ``ref``'s ``traffic_platform``, imported as ``traffic_platform_base``
-    (the package's imports are relative), over its own engine and the given object store."""
+    (the package's imports are relative), over its own engine on ``db_url`` (a database of its
+    own, migrated here by ``ref``'s migrations) and the given object store."""
     import importlib
 
     dest = workdir / "persist-baseline"
@@ -1092,6 +1102,7 @@ def baseline_persister(ref: str, workdir: Path, db_url: str, store: Any, max_pix
     persist = importlib.import_module("traffic_platform_base.ingest.persist")
     repository = importlib.import_module("traffic_platform_base.storage.repository")
     database = importlib.import_module("traffic_platform_base.storage.database")
+    database.upgrade(db_url)
     return persist.Persister(repository.Repository(database.make_engine(db_url)), store, max_pixels=max_pixels)
 
 
