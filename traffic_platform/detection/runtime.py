@@ -93,36 +93,24 @@ class FidelityCheck:
 # per runtime *and* bf16 unit: oneDNN's AMX and AVX-512 BF16 kernels round differently, and the
 # same OpenVINO bf16 graph kept F1 0.986 on AMX but 0.978 on AVX-512 BF16.
 # F1: same label and IoU >= 0.5, every label with score >= 0.5 (``bench/detect.py``'s parity).
-_DEIMV2 = "DEIMv2-Atto (ONNX), 27 street photos"
+_EPYC = "AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)"
+_XEON = "Intel Xeon, AMX, 2026-12-01 (bench/RESULTS.md, Detection, AMX host)"
+
+
+def _on_deimv2(f1: float, measured: str) -> FidelityCheck:
+    """A check from bench/detect.py's fidelity table (DEIMv2-Atto graph, ORT fp32 reference)."""
+    return FidelityCheck(f1, "DEIMv2-Atto (ONNX), 27 street photos", "ONNX Runtime fp32", measured)
+
+
 FIDELITY: dict[tuple[str, str], FidelityCheck] = {
     # Below the bar: bf16 moved scores by up to ~0.08 and boxes (mean IoU 0.975), so 3 of 138
     # detections crossed the 0.5 threshold. Fast (2.4-2.6x the pipeline on RT-DETRv2-R18), not chosen.
-    ("openvino-bf16", "avx512_bf16"): FidelityCheck(
-        f1=0.978,
-        model=_DEIMV2,
-        reference="ONNX Runtime fp32",
-        measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
-    ),
-    # AMX tiles: 138 of 138 matched, 2 extra (4.2x the pipeline on RT-DETRv2-R18).
-    ("openvino-bf16", "amx"): FidelityCheck(
-        f1=0.986,
-        model=_DEIMV2,
-        reference="ONNX Runtime fp32",
-        measured="Intel Xeon, AMX, 2026-12-01 (bench/RESULTS.md, Detection, AMX host)",
-    ),
+    ("openvino-bf16", "avx512_bf16"): _on_deimv2(0.978, _EPYC),
+    # AMX tiles: 138 of 138 matched, 2 extra (4.4-4.6x the pipeline on RT-DETRv2-R18).
+    ("openvino-bf16", "amx"): _on_deimv2(0.986, _XEON),
     # bf16 backbone + encoder, fp32 from the query selection on (openvino_runtime.split_trunk).
-    ("openvino-mixed", "avx512_bf16"): FidelityCheck(
-        f1=0.986,
-        model=_DEIMV2,
-        reference="ONNX Runtime fp32",
-        measured="AMD EPYC, AVX-512 BF16, 2026-12-01 (bench/RESULTS.md, Detection)",
-    ),
-    ("openvino-mixed", "amx"): FidelityCheck(
-        f1=0.986,
-        model=_DEIMV2,
-        reference="ONNX Runtime fp32",
-        measured="Intel Xeon, AMX, 2026-12-01 (bench/RESULTS.md, Detection, AMX host)",
-    ),
+    ("openvino-mixed", "avx512_bf16"): _on_deimv2(0.986, _EPYC),
+    ("openvino-mixed", "amx"): _on_deimv2(0.986, _XEON),
     ("torch-bf16", "amx"): FidelityCheck(
         f1=0.989,
         model="DEIMv2-Atto, 41 street photos (IoU >= 0.8)",
